@@ -1,0 +1,3 @@
+from unprior.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,109 @@
+"""``unprior <command> [--config X.yaml] [key=value ...]``: one dispatch table, one config dataclass per command.
+
+Each entry names the config class and the run function by import path, so ``unprior --help`` starts without
+importing torch. ``unprior <command> --help`` lists every config field with its default and documentation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from dataclasses import dataclass
+
+from unprior.config import ConfigError, describe, load_config
+
+
+@dataclass(frozen=True)
+class Command:
+    config: str
+    """"module:Class" of the command's config dataclass."""
+    run: str
+    """"module:function" taking the config."""
+    summary: str
+
+
+COMMANDS: dict[str, Command] = {
+    "world build": Command(
+        "unprior.world.config:WorldConfig",
+        "unprior.world.build:run_build",
+        "Generate the synthetic world dataset (JSONL + PNG, train/test splits, manifest).",
+    ),
+    "world base": Command(
+        "unprior.world.config:BaseConfig",
+        "unprior.world.base:run_base",
+        "Train (or reuse from cache) the tiny biased base VLM: text-only prior pretraining, then multimodal SFT.",
+    ),
+    "world report": Command(
+        "unprior.world.config:ReportConfig",
+        "unprior.world.report:run_report",
+        "Print and save the bias report of a model on the world's test splits (greedy decoding).",
+    ),
+    "demo": Command(
+        "unprior.demo:DemoConfig",
+        "unprior.demo:run_demo",
+        "Run the whole pipeline on the embedded default and print a bias report.",
+    ),
+}
+
+
+def _load(path: str) -> object:
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _usage() -> str:
+    width = max(len(n) for n in COMMANDS)
+    lines = ["usage: unprior <command> [--config FILE.yaml] [key=value ...]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {c.summary}" for name, c in COMMANDS.items()]
+    lines += ["", "Run 'unprior <command> --help' for the command's config fields."]
+    return "\n".join(lines)
+
+
+def _split_command(argv: list[str]) -> tuple[str | None, list[str]]:
+    for n in (2, 1):
+        name = " ".join(argv[:n])
+        if name in COMMANDS:
+            return name, argv[n:]
+    return None, argv
+
+
+def _command_help(name: str, cmd: Command) -> str:
+    cls = _load(cmd.config)
+    rows = describe(cls)  # type: ignore[arg-type]
+    out = [f"usage: unprior {name} [--config FILE.yaml] [key=value ...]", "", cmd.summary, "", "config fields:"]
+    for key, default, doc in rows:
+        out.append(f"  {key} = {default}")
+        if doc:
+            out.append(f"      {doc}")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    name, rest = _split_command(argv)
+    if name is None:
+        print(_usage(), file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
+        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    cmd = COMMANDS[name]
+    if "-h" in rest or "--help" in rest:
+        print(_command_help(name, cmd))
+        return 0
+    parser = argparse.ArgumentParser(prog=f"unprior {name}", add_help=False)
+    parser.add_argument("--config", default=None)
+    args, overrides = parser.parse_known_args(rest)
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        print(f"unprior {name}: expected key=value, got {bad[0]!r}", file=sys.stderr)
+        return 2
+    try:
+        cfg = load_config(_load(cmd.config), args.config, overrides)  # type: ignore[arg-type]
+    except ConfigError as e:
+        print(f"unprior {name}: {e}", file=sys.stderr)
+        return 2
+    result = _load(cmd.run)(cfg)  # type: ignore[operator]
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,216 @@
+"""Stage configs: typed dataclasses loaded from YAML, overridden with ``key=value``, hashed, dumped beside outputs.
+
+Every stage has exactly one config dataclass (``WorldConfig``, ``BaseConfig``, ...). Each field carries its
+documentation as an attribute docstring (the string literal right after the field); ``--help`` and the docs read it
+from there, so there is one source of truth per field. Validation lives in ``validate()`` and raises
+:class:`ConfigError` naming the field.
+
+Example::
+
+    cfg = load_config(WorldConfig, "configs/world.yaml", ["prior_strength=0.9", "image.noise=20"])
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import hashlib
+import inspect
+import json
+import textwrap
+import types
+import typing
+from functools import cache
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+C = TypeVar("C")
+
+
+class ConfigError(ValueError):
+    """An invalid config value; the message names the field."""
+
+
+def fail(field: str, message: str) -> typing.NoReturn:
+    raise ConfigError(f"config field '{field}': {message}")
+
+
+def check_range(obj: object, name: str, lo: float | None = None, hi: float | None = None) -> None:
+    """Raise ConfigError if ``obj.name`` is outside [lo, hi]."""
+    value = getattr(obj, name)
+    if lo is not None and value < lo:
+        fail(name, f"must be >= {lo}, got {value!r}")
+    if hi is not None and value > hi:
+        fail(name, f"must be <= {hi}, got {value!r}")
+
+
+def check_choice(obj: object, name: str, choices: typing.Iterable[str]) -> None:
+    value = getattr(obj, name)
+    choices = tuple(choices)
+    if value not in choices:
+        fail(name, f"must be one of {', '.join(choices)}; got {value!r}")
+
+
+@cache
+def field_docs(cls: type) -> dict[str, str]:
+    """Attribute docstrings of a dataclass: {field name: the string literal that follows its annotation}."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        for node, nxt in zip(body, [*body[1:], None], strict=True):
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
+                    docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted name, default, doc) for every field, recursing into nested config dataclasses."""
+    rows = []
+    docs = field_docs(cls)
+    hints = typing.get_type_hints(cls)
+    default = cls()
+    for f in dataclasses.fields(cls):
+        value = getattr(default, f.name)
+        if dataclasses.is_dataclass(hints[f.name]):
+            rows += describe(hints[f.name], prefix + f.name + ".")
+        else:
+            rows.append((prefix + f.name, json.dumps(value), docs.get(f.name, "")))
+    return rows
+
+
+def _coerce(value: Any, hint: Any, name: str) -> Any:
+    """Convert a YAML value to the field's declared type, or raise ConfigError naming the field."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, name)
+            except ConfigError as e:
+                errors.append(str(e))
+        fail(name, f"{value!r} matches none of {hint}")
+    if dataclasses.is_dataclass(hint):
+        if isinstance(value, hint):
+            return value
+        if not isinstance(value, dict):
+            fail(name, f"expected a mapping, got {value!r}")
+        return from_dict(hint, value, prefix=name + ".")
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            fail(name, f"expected a list, got {value!r}")
+        (item,) = typing.get_args(hint)[:1] or (Any,)
+        items = [_coerce(v, item, f"{name}[{i}]") for i, v in enumerate(value)]
+        return items if origin is list else tuple(items)
+    if origin is dict:
+        if not isinstance(value, dict):
+            fail(name, f"expected a mapping, got {value!r}")
+        _, vt = typing.get_args(hint) or (Any, Any)
+        return {str(k): _coerce(v, vt, f"{name}.{k}") for k, v in value.items()}
+    if origin is typing.Literal:
+        if value not in typing.get_args(hint):
+            fail(name, f"must be one of {typing.get_args(hint)}, got {value!r}")
+        return value
+    if hint is Any:
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        fail(name, f"expected true/false, got {value!r}")
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint is str and isinstance(value, str):
+        return value
+    if hint is str and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    fail(name, f"expected {getattr(hint, '__name__', hint)}, got {value!r}")
+
+
+def from_dict(cls: type[C], data: dict[str, Any], prefix: str = "") -> C:
+    """Build ``cls`` from a (possibly partial) mapping; unknown keys and wrong types raise ConfigError."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        fail(prefix + unknown[0], f"unknown field for {cls.__name__}; known fields: {', '.join(sorted(names))}")
+    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
+    obj = cls(**kwargs)
+    validate = getattr(obj, "validate", None)
+    if validate is not None:
+        try:
+            validate()
+        except ConfigError as e:
+            if prefix and "config field '" in str(e):
+                raise ConfigError(str(e).replace("config field '", f"config field '{prefix}", 1)) from None
+            raise
+    return obj
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dict (JSON/YAML-safe) of a config dataclass."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    node = data
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            fail(dotted, f"'{p}' is not a section")
+    node[leaf] = value
+
+
+def parse_overrides(pairs: typing.Sequence[str]) -> dict[str, Any]:
+    """``["a.b=1", "name=x"]`` -> nested dict; values are parsed as YAML scalars/lists."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {pair!r} is not of the form key=value")
+        _set_dotted(out, key.strip(), yaml.safe_load(raw) if raw != "" else "")
+    return out
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for k, v in extra.items():
+        merged[k] = _merge(merged[k], v) if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
+    return merged
+
+
+def load_config(cls: type[C], path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> C:
+    """Defaults <- YAML file <- ``key=value`` overrides, validated."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        text = Path(path).read_text()
+        loaded = yaml.safe_load(text) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        data = loaded
+    return from_dict(cls, _merge(data, parse_overrides(overrides)))
+
+
+def dump_yaml(cfg: Any, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def config_hash(cfg: Any, n: int = 12) -> str:
+    """Stable short hash of a config's content (order-independent JSON)."""
+    blob = json.dumps(to_dict(cfg) if dataclasses.is_dataclass(cfg) else cfg, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:n]

@@ -1,0 +1,134 @@
+"""Files in, files out: atomic writes, JSON/JSONL helpers, hashing, and safe paths.
+
+A stage writes its whole output into a temporary sibling directory and renames it into place at the end, so a
+killed run never leaves a directory that looks complete. A directory is complete when it holds ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.json"
+
+
+class OutputExistsError(FileExistsError):
+    """The output directory exists and is not empty, and overwriting was not asked for."""
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file and ``os.replace`` (readers never see a partial file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
+    lines = [json.dumps(r, ensure_ascii=False) for r in rows]
+    atomic_write_bytes(path, ("\n".join(lines) + ("\n" if lines else "")).encode())
+    return len(lines)
+
+
+def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Yield rows; a malformed line raises ValueError naming the file and line number."""
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            yield row
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_dir(path: str | Path, pattern: str = "*") -> str:
+    """Hash of every file's relative name and content under ``path`` (sorted, so order-independent)."""
+    root = Path(path)
+    h = hashlib.sha256()
+    for p in sorted(q for q in root.rglob(pattern) if q.is_file()):
+        h.update(str(p.relative_to(root)).encode())
+        h.update(sha256_file(p).encode())
+    return h.hexdigest()
+
+
+def is_complete(path: str | Path) -> bool:
+    return (Path(path) / MANIFEST).is_file()
+
+
+@contextlib.contextmanager
+def staged_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory that replaces ``out`` atomically when the block succeeds.
+
+    Refuses (OutputExistsError) if ``out`` exists, is non-empty and ``overwrite`` is false. On failure the
+    temporary directory is removed and ``out`` is untouched. The caller writes ``manifest.json`` last.
+    """
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise OutputExistsError(f"{out} exists and is not empty; pass overwrite=true to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    try:
+        yield tmp
+        if out.exists():
+            trash = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+            os.replace(out, trash / "old")
+            os.replace(tmp, out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def resolve_inside(root: str | Path, relative: str) -> Path:
+    """Resolve ``relative`` under ``root``; raise ValueError if it escapes the root (``..``, absolute, symlinks)."""
+    base = Path(root).resolve()
+    target = (base / relative).resolve()
+    if not target.is_relative_to(base):
+        raise ValueError(f"path {relative!r} escapes the dataset root {base}")
+    return target
+
+
+def cache_root() -> Path:
+    """Where cached artefacts (base models, reference log-probs) live: $UNPRIOR_CACHE or ~/.cache/unprior."""
+    env = os.environ.get("UNPRIOR_CACHE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "unprior"
