@@ -66,9 +66,11 @@ def field_docs(cls: type) -> dict[str, str]:
             continue
         body = tree.body[0].body  # type: ignore[attr-defined]
         for node, nxt in zip(body, [*body[1:], None], strict=True):
-            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-                if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
-                    docs[node.target.id] = " ".join(nxt.value.value.split())
+            is_field = isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+            value = nxt.value if isinstance(nxt, ast.Expr) else None
+            is_doc = isinstance(value, ast.Constant) and isinstance(value.value, str)
+            if is_field and is_doc:
+                docs[node.target.id] = " ".join(value.value.split())  # type: ignore[union-attr]
     return docs
 
 
@@ -83,7 +85,7 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
         if dataclasses.is_dataclass(hints[f.name]):
             rows += describe(hints[f.name], prefix + f.name + ".")
         else:
-            rows.append((prefix + f.name, json.dumps(value), docs.get(f.name, "")))
+            rows.append((prefix + f.name, json.dumps(value, default=dataclasses.asdict), docs.get(f.name, "")))
     return rows
 
 

@@ -1,0 +1,130 @@
+"""The resumable runner: a kill loses at most the batch in flight, no item is generated twice, settings are checked."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from unprior.config import ConfigError, from_dict, load_config
+from unprior.eval.config import EvalConfig
+from unprior.eval.runner import RunMismatchError, run_eval
+
+from .helpers import ScriptedGenerator, pope_config
+
+
+def test_resume_after_kill_generates_each_item_once(tmp_path, quiet_console):
+    cfg = pope_config(tmp_path, tmp_path / "run")
+    first = ScriptedGenerator(default="No", fail_after=6)  # 2 batches of 3, then "killed"
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(cfg, first, console=quiet_console)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [f"random/{i}" for i in range(6)]
+    assert not (tmp_path / "run" / "results.json").exists()
+
+    second = ScriptedGenerator(default="No")
+    res = run_eval(cfg, second, console=quiet_console)
+    assert second.seen == [f"random/{i}" for i in range(6, 10)]
+    assert sorted(first.seen + second.seen) == sorted(f"random/{i}" for i in range(10))
+    assert res["n_items"] == 10 and res["n_generated"] == 4
+    assert res["metrics"]["random/yes_ratio"] == 0.0
+
+    third = ScriptedGenerator()
+    run_eval(cfg, third, console=quiet_console)
+    assert third.seen == []  # everything is on disk: nothing regenerated
+
+
+def test_torn_last_line_is_dropped_and_redone(tmp_path, quiet_console):
+    cfg = pope_config(tmp_path, tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(cfg, ScriptedGenerator(fail_after=3), console=quiet_console)
+    samples = tmp_path / "run" / "samples.jsonl"
+    samples.write_text(samples.read_text() + '{"id": "random/3", "prompt": "Is th')  # killed mid-write
+    gen = ScriptedGenerator()
+    run_eval(cfg, gen, console=quiet_console)
+    assert gen.seen[0] == "random/3"
+    lines = samples.read_text().splitlines()
+    assert len(lines) == 10 and all(json.loads(line) for line in lines)
+
+
+def test_corrupt_line_in_the_middle_is_an_error(tmp_path, quiet_console):
+    cfg = pope_config(tmp_path, tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(cfg, ScriptedGenerator(fail_after=3), console=quiet_console)
+    samples = tmp_path / "run" / "samples.jsonl"
+    lines = samples.read_text().splitlines()
+    samples.write_text("\n".join([lines[0], "garbage", *lines[1:]]) + "\n")
+    with pytest.raises(ValueError, match=r"samples.jsonl:2: not a valid JSON object"):
+        run_eval(cfg, ScriptedGenerator(), console=quiet_console)
+
+
+def test_changed_settings_or_prompts_refuse_to_mix(tmp_path, quiet_console):
+    cfg = pope_config(tmp_path, tmp_path / "run")
+    run_eval(cfg, ScriptedGenerator(), console=quiet_console)
+    hotter = pope_config(tmp_path, tmp_path / "run", temperature=0.7)
+    with pytest.raises(RunMismatchError, match="decoding"):
+        run_eval(hotter, ScriptedGenerator(), console=quiet_console)
+    # the benchmark's prompt changed: the saved answers no longer belong to these items
+    other_prompt = pope_config(tmp_path, tmp_path / "run")
+    other_prompt.options["prompt_suffix"] = " Answer yes or no."
+    with pytest.raises(RunMismatchError, match="another prompt or image"):
+        run_eval(other_prompt, ScriptedGenerator(), console=quiet_console)
+    # overwrite=true starts afresh
+    fresh = ScriptedGenerator()
+    run_eval(pope_config(tmp_path, tmp_path / "run", temperature=0.7, overwrite=True), fresh, console=quiet_console)
+    assert len(fresh.seen) == 10
+
+
+def test_rescore_without_a_backend_and_missing_answers(tmp_path, quiet_console):
+    cfg = pope_config(tmp_path, tmp_path / "run", limit=4)
+    run_eval(cfg, ScriptedGenerator(), console=quiet_console)
+    res = run_eval(cfg, None, console=quiet_console)  # all answers on disk: scoring only
+    assert res["n_generated"] == 0 and res["n_items"] == 4
+    with pytest.raises(RunMismatchError, match="6 of 10 items have no answer"):
+        run_eval(pope_config(tmp_path, tmp_path / "run"), None, console=quiet_console)
+
+
+def test_results_json_records_versions_model_decoding_and_hash(tmp_path, quiet_console):
+    cfg = pope_config(tmp_path, tmp_path / "run", model="/models/llava-1.5-7b", adapter="/ckpt/napo-lora",
+                      num_beams=3)
+    res = run_eval(cfg, ScriptedGenerator(), model_info={"revision": "abc123"}, console=quiet_console)
+    on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert on_disk == res
+    assert res["benchmark"] == "pope" and res["benchmark_version"] and res["scorer_version"]
+    assert res["model"] == {"label": "napo-lora", "model": "/models/llava-1.5-7b", "adapter": "/ckpt/napo-lora",
+                            "backend": "hf", "revision": "abc123"}
+    assert res["decoding"] == {"do_sample": False, "temperature": 0.0, "top_p": 1.0, "num_beams": 3, "seed": 0,
+                               "max_new_tokens": 16}
+    assert len(res["config_hash"]) == 12 and res["config"]["benchmark"] == "pope"
+    assert res["headline"] == ["random/f1", "mean_f1"]
+    scores = [json.loads(line) for line in (tmp_path / "run" / "scores.jsonl").read_text().splitlines()]
+    assert scores[0] == {"id": "random/0", "answer": "Yes", "parsed": "yes", "label": "no", "correct": False}
+
+
+def test_generate_fn_must_answer_every_request(tmp_path, quiet_console):
+    cfg = pope_config(tmp_path, tmp_path / "run")
+    with pytest.raises(RuntimeError, match="returned 0 answers for 3 requests"):
+        run_eval(cfg, lambda reqs: [], console=quiet_console)
+
+
+def test_requests_carry_image_prompt_and_length(tmp_path, quiet_console):
+    cfg = pope_config(tmp_path, tmp_path / "run", max_new_tokens=5, limit=1)
+    seen = []
+    run_eval(cfg, lambda reqs: seen.extend(reqs) or ["No"] * len(reqs), console=quiet_console)
+    (req,) = seen
+    assert req.id == "random/0" and req.max_new_tokens == 5 and req.image.is_absolute() and req.image.is_file()
+    assert req.prompt.startswith("Is there a thing0 in the image?")
+
+
+def test_eval_config_validation(tmp_path):
+    with pytest.raises(ConfigError, match="did you mean pope"):
+        from_dict(EvalConfig, {"benchmark": "popе"})  # Cyrillic "е"
+    with pytest.raises(ConfigError, match=r"config field 'options\.image_root'"):
+        from_dict(EvalConfig, {"benchmark": "pope", "options": {"questions": {"random": "q.json"}}})
+    with pytest.raises(ConfigError, match="batch_size"):
+        from_dict(EvalConfig, {"benchmark": "pope", "batch_size": 0,
+                               "options": {"questions": {"random": "q"}, "image_root": "i"}})
+    yaml_file = tmp_path / "eval.yaml"
+    yaml_file.write_text("benchmark: vlind\noptions:\n  data: d.json\n  image_root: imgs\n")
+    cfg = load_config(EvalConfig, yaml_file, ["options.vote_threshold=3", "limit=5"])
+    assert cfg.options == {"data": "d.json", "image_root": "imgs", "vote_threshold": 3} and cfg.limit == 5

@@ -1,0 +1,85 @@
+"""Every shipped objective YAML loads and validates; presets match their YAML; bad values name their field."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from unprior.config import ConfigError, describe, from_dict, load_config
+from unprior.losses import PRESETS, KindConfig, ObjectiveConfig, objective_preset
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "objective"
+YAMLS = sorted(CONFIG_DIR.glob("*.yaml"))
+
+
+def test_configs_are_shipped():
+    assert {path.stem for path in YAMLS} >= set(PRESETS)
+
+
+@pytest.mark.parametrize("path", YAMLS, ids=lambda p: p.name)
+def test_every_shipped_yaml_loads_and_validates(path):
+    cfg = load_config(ObjectiveConfig, path)
+    cfg.validate()
+    if path.stem in PRESETS:
+        assert cfg == objective_preset(path.stem)
+
+
+def test_napo_preset_is_the_paper_configuration():
+    cfg = objective_preset("napo")
+    assert cfg.beta == 0.1 and cfg.gamma == "dynamic"
+    assert cfg.kinds["rejected"].loss == "dpo"
+    lb, vb = cfg.kinds["language_bias"], cfg.kinds["vision_bias"]
+    assert (lb.loss, lb.q_mode, lb.margin, lb.alpha, lb.q_formula) == ("napo", "dynamic", "avg", 0.5, "code")
+    assert (vb.loss, vb.q_mode, vb.margin, vb.alpha, vb.q_formula) == ("napo", "dynamic", "sum", 0.01, "code")
+
+
+def test_bpo_preset_is_dpo_on_every_kind():
+    cfg = objective_preset("bpo")
+    assert set(cfg.kinds) == set(objective_preset("napo").kinds)
+    assert all(kind.loss == "dpo" and kind.weight == 1.0 for kind in cfg.kinds.values())
+
+
+def test_presets_are_fresh_copies():
+    objective_preset("napo").kinds["rejected"].weight = 7.0
+    assert objective_preset("napo").kinds["rejected"].weight == 1.0
+    with pytest.raises(KeyError, match="unknown objective preset"):
+        objective_preset("nope")
+
+
+def test_overrides_reach_a_kind():
+    cfg = load_config(ObjectiveConfig, CONFIG_DIR / "napo.yaml", ["kinds.vision_bias.alpha=0.05", "sft_weight=1"])
+    assert cfg.kinds["vision_bias"].alpha == 0.05
+    assert cfg.sft_weight == 1.0
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"kinds": {"rejected": {"loss": "kto"}}}, "kinds.rejected.loss"),
+        ({"kinds": {"rejected": {"q": 1.5}}}, "kinds.rejected.q"),
+        ({"kinds": {"rejected": {"label_smoothing": 0.5}}}, "kinds.rejected.label_smoothing"),
+        ({"kinds": {"rejected": {"beta": 0.0}}}, "kinds.rejected.beta"),
+        ({"kinds": {"rejected": {"q_formula": "mine"}}}, "kinds.rejected.q_formula"),
+        ({"kinds": {"rejected": {"margin": "max"}}}, "kinds.rejected.margin"),
+        ({"kinds": {}}, "kinds"),
+        ({"kinds": {"a/b": {}}}, "kinds.a/b"),
+        ({"beta": -0.1}, "beta"),
+        ({"gamma": "learned"}, "gamma"),
+        ({"sft_weight": -1.0}, "sft_weight"),
+        ({"gamma": "dynamic", "kinds": {"rejected": {"loss": "simpo"}}}, "gamma"),
+    ],
+)
+def test_invalid_values_name_their_field(data, field):
+    with pytest.raises(ConfigError, match=re.escape(f"config field '{field}'")):
+        from_dict(ObjectiveConfig, data)
+
+
+def test_python_built_config_validates_its_kinds():
+    cfg = ObjectiveConfig(kinds={"lb": KindConfig(loss="napo", q=-1.0)})
+    with pytest.raises(ConfigError, match=r"config field 'kinds\.lb\.q'"):
+        cfg.validate()
+
+
+def test_kind_fields_are_documented():
+    docs = {name: doc for name, _, doc in describe(KindConfig)}
+    assert all(docs.values()), [name for name, doc in docs.items() if not doc]

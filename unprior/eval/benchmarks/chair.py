@@ -1,0 +1,357 @@
+"""CHAIR (Rohrbach et al., "Object Hallucination in Image Captioning", EMNLP 2018) and Object HalBench (the RLHF-V /
+RLAIF-V protocol, rule mode, as run by NaPO).
+
+A caption's *mentions* are the words of the 80-class COCO synonym list that occur in it, after tokenizing the
+lowercased caption, lemmatizing each token as a WordNet noun and merging two-word names left to right
+(``LisaAnne/Hallucination:utils/chair.py``; ``RLHF-V/RLAIF-V:eval/eval_gpt_obj_halbench.py``). Special rules: "baby
+X" / "adult X" for animals and "passenger jet/train" do not fire *person*; "bow tie" is a tie; "toilet seat" is a
+toilet, and "seat" is dropped from any caption that also says "toilet"; "home plate" and "train track" consume
+their words. A mention is hallucinated when its class is not in the image's ground truth: the classes of the image's
+COCO instance annotations plus the classes mentioned in its COCO reference captions.
+
+- CHAIRi = hallucinated mentions / mentions; CHAIRs = captions with a hallucinated mention / captions (both
+  percent). Object HalBench's "response hallucination" divides by the responses that mention any COCO object
+  (CHAIRs-refine); plain CHAIRs over all responses is reported as ``chair_s_all``.
+- Recall = sum over images of correctly mentioned classes (unique) / ground-truth classes.
+
+Deviations from the references, all recorded in ``results.json``: tokens come from :mod:`unprior.eval.text`'s
+offline tokenizer and WordNet lemma table (the RLHF-V lemmatizer; the 2018 original used ``pattern.singularize``,
+which also maps "men" to "man"), and the reference's GPT extraction mode is not offered.
+
+Synonym variants: ``lisaanne`` is the original list exactly, quirks included; ``refine`` is RLAIF-V's list expressed
+as a patch on it (entries stripped, plus *brother*, *pedestrian*, *coffee table*, *remote control*) and every
+multi-word synonym is a bigram.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from unprior.config import fail
+from unprior.eval.common import (
+    embedded_image,
+    get_field,
+    image_file,
+    load_json,
+    load_records,
+    ratio,
+    require_dir,
+)
+from unprior.eval.registry import Benchmark, DataError, Item, Metric, register
+from unprior.eval.text import LEMMATIZER_VERSION, TOKENIZER_VERSION, lemmatize, word_tokenize
+from unprior.io import write_json
+
+SCORER_VERSION = "chair-v1"
+GT_FORMAT = "unprior-chair-ground-truth"
+DETAIL_PROMPT = "Please describe this image in detail."
+
+# LisaAnne's hard-coded two-word names (utils/chair.py), plus "train track" as in the later ports.
+_COCO_DOUBLE_WORDS = (
+    "motor bike", "motor cycle", "air plane", "traffic light", "street light", "traffic signal", "stop light",
+    "fire hydrant", "stop sign", "parking meter", "suit case", "sports ball", "baseball bat", "baseball glove",
+    "tennis racket", "wine glass", "hot dog", "cell phone", "mobile phone", "teddy bear", "hair drier",
+    "potted plant", "bow tie", "laptop computer", "stove top oven", "home plate", "train track",
+)
+_ANIMALS = ("bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "animal", "cub")
+_SPECIAL = {"passenger jet": "jet", "passenger train": "train", "bow tie": "tie", "toilet seat": "toilet",
+            "wine glas": "wine glass"}
+_REFINE_ADDITIONS = {"person": ("brother", "pedestrian"), "dining table": ("coffee table",),
+                     "remote": ("remote control",)}
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """A CHAIR word list: synonym -> COCO class, and the two-word merges."""
+
+    name: str
+    synonym_to_class: dict[str, str]
+    double_words: dict[str, str]
+    words: frozenset[str]
+    """Every single word of the list and of the merges (the lemmatizer's fallback vocabulary)."""
+
+    @property
+    def classes(self) -> list[str]:
+        return sorted(set(self.synonym_to_class.values()))
+
+
+def _synonym_lines() -> list[list[str]]:
+    text = resources.files("unprior.eval").joinpath("data/coco_synonyms.txt").read_text(encoding="utf-8")
+    return [line.strip().split(", ") for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+@cache
+def vocabulary(variant: str) -> Vocabulary:
+    """The ``lisaanne`` or ``refine`` word list (see the module docstring)."""
+    lines = _synonym_lines()
+    if variant == "refine":
+        lines = [[w.strip() for w in line] for line in lines]
+        lines = [line + list(_REFINE_ADDITIONS.get(line[0], ())) for line in lines]
+        doubles = {w: w for line in lines for w in line if " " in w} | {w: w for w in ("home plate", "train track")}
+    elif variant == "lisaanne":
+        doubles = {w: w for w in _COCO_DOUBLE_WORDS}
+    else:
+        raise ValueError(f"unknown CHAIR synonym list {variant!r}")
+    doubles |= {f"{q} {a}": a for a in _ANIMALS for q in ("baby", "adult")} | _SPECIAL
+    mapping = {w: line[0] for line in lines for w in line}
+    words = {part for phrase in [*mapping, *doubles] for part in phrase.split()}
+    return Vocabulary(variant, mapping, doubles, frozenset(words))
+
+
+def caption_mentions(caption: str, vocab: Vocabulary) -> list[tuple[str, str]]:
+    """``(word, class)`` for every COCO object word in ``caption``, in order, duplicates kept (CHAIR steps 1-5)."""
+    lemmas = [lemmatize(t, vocab.words) for t in word_tokenize(caption.lower())]
+    merged, i = [], 0
+    while i < len(lemmas):
+        pair = " ".join(lemmas[i : i + 2])
+        if pair in vocab.double_words:
+            merged.append(vocab.double_words[pair])
+            i += 2
+        else:
+            merged.append(lemmas[i])
+            i += 1
+    if "toilet" in merged and "seat" in merged:
+        merged = [w for w in merged if w != "seat"]
+    return [(w, vocab.synonym_to_class[w]) for w in merged if w in vocab.synonym_to_class]
+
+
+def score_caption(caption: str, ground_truth: Iterable[str], vocab: Vocabulary) -> dict[str, Any]:
+    """Per-caption CHAIR record: mentions, hallucinated mentions, correctly mentioned classes, ground-truth size."""
+    gt = set(ground_truth)
+    mentions = caption_mentions(caption, vocab)
+    hallucinated = [[w, c] for w, c in mentions if c not in gt]
+    return {
+        "mentions": [[w, c] for w, c in mentions],
+        "hallucinated": hallucinated,
+        "recalled": sorted({c for _, c in mentions if c in gt}),
+        "n_gt": len(gt),
+        "n_words": len(caption.split(" ")),
+    }
+
+
+def chair_metrics(scores: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """CHAIRs, CHAIRs over responses with mentions, CHAIRi, recall (percent) and mean length in words."""
+    n_mentions = sum(len(s["mentions"]) for s in scores)
+    with_mentions = [s for s in scores if s["mentions"]]
+    n_hall_caps = sum(bool(s["hallucinated"]) for s in scores)
+    return {
+        "chair_s": 100 * ratio(n_hall_caps, len(scores)),
+        "chair_s_refine": 100 * ratio(n_hall_caps, len(with_mentions)),
+        "chair_i": 100 * ratio(sum(len(s["hallucinated"]) for s in scores), n_mentions),
+        "recall": 100 * ratio(sum(len(s["recalled"]) for s in scores), sum(s["n_gt"] for s in scores)),
+        "avg_len": ratio(sum(s["n_words"] for s in scores), len(scores)),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Ground truth: from COCO 2014 annotations, or from a compact per-image file built once from them.
+
+_COCO_FILES = ("instances_train2014.json", "instances_val2014.json", "captions_train2014.json",
+               "captions_val2014.json")
+
+
+def ground_truth_from_coco(annotations_dir: str | Path, image_ids: Iterable[int], vocab: Vocabulary
+                           ) -> dict[int, list[str]]:
+    """Per-image ground-truth classes from COCO 2014 instance and caption annotations (train and val merged).
+
+    Args:
+        annotations_dir: The folder of ``annotations_trainval2014`` (at least ``instances_val2014.json`` and
+            ``captions_val2014.json`` for val images).
+        image_ids: The images to keep.
+        vocab: The word list that maps category names and caption words to classes.
+    """
+    root = require_dir(annotations_dir, "options.coco_annotations")
+    present = [n for n in _COCO_FILES if (root / n).is_file()]
+    if not any(n.startswith("instances") for n in present) or not any(n.startswith("captions") for n in present):
+        raise DataError(f"{root}: need COCO 2014 annotations: at least one instances_*2014.json and one "
+                        f"captions_*2014.json (looked for {', '.join(_COCO_FILES)})")
+    wanted = set(image_ids)
+    gt: dict[int, set[str]] = {i: set() for i in wanted}
+    for name in present:
+        data = load_json(root / name, "COCO annotations")
+        if name.startswith("instances"):
+            names = {c["id"]: c["name"] for c in data["categories"]}
+            for ann in data["annotations"]:
+                if ann["image_id"] in wanted:
+                    gt[ann["image_id"]].add(vocab.synonym_to_class[names[ann["category_id"]]])
+        else:
+            for ann in data["annotations"]:
+                if ann["image_id"] in wanted:
+                    gt[ann["image_id"]].update(c for _, c in caption_mentions(ann["caption"], vocab))
+    return {i: sorted(v) for i, v in sorted(gt.items())}
+
+
+def ground_truth_record(gt: dict[int, list[str]], vocab: Vocabulary) -> dict[str, Any]:
+    """The compact ground-truth file's content (JSON), stamped with what the sets depend on."""
+    return {"format": GT_FORMAT, "version": 1, "synonyms": vocab.name, "tokenizer": TOKENIZER_VERSION,
+            "lemmatizer": LEMMATIZER_VERSION, "source": "COCO 2014 instances + captions (CC BY 4.0)",
+            "images": {str(k): v for k, v in gt.items()}}
+
+
+def build_ground_truth_file(annotations_dir: str | Path, image_ids: Iterable[int], out: str | Path,
+                            synonyms: str = "refine") -> Path:
+    """Build the compact ground-truth file once from COCO annotations (for shipping or reuse without COCO)."""
+    vocab = vocabulary(synonyms)
+    write_json(out, ground_truth_record(ground_truth_from_coco(annotations_dir, image_ids, vocab), vocab))
+    return Path(out)
+
+
+def load_ground_truth(path: str | Path, vocab: Vocabulary) -> dict[int, list[str]]:
+    """Read a compact ground-truth file; refuse one built with a different word list, tokenizer or lemmatizer."""
+    data = load_json(path, "options.ground_truth")
+    if not isinstance(data, dict) or data.get("format") != GT_FORMAT:
+        raise DataError(f"{path}: not an unprior CHAIR ground-truth file (expected \"format\": \"{GT_FORMAT}\")")
+    expected = {"synonyms": vocab.name, "tokenizer": TOKENIZER_VERSION, "lemmatizer": LEMMATIZER_VERSION}
+    for key, want in expected.items():
+        if data.get(key) != want:
+            raise DataError(f"{path}: built with {key}={data.get(key)!r}, this run needs {want!r}; rebuild it")
+    images = get_field(data, "images", str(path), dict)
+    out = {}
+    for key, classes in images.items():
+        bad = [c for c in classes if c not in vocab.synonym_to_class.values()] if isinstance(classes, list) else [0]
+        if not key.isdigit() or bad:
+            raise DataError(f"{path}: images[{key!r}]: expected an image id and a list of COCO classes")
+        out[int(key)] = list(classes)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ChairOptions:
+    questions: str = ""
+    """JSONL or JSON list, one row per image: image_id (COCO id), optional image (path under image_root, or base64
+    when embedded_images), optional question (else `prompt`), optional question_id."""
+    image_root: str = ""
+    """Directory of the COCO val2014 images (unused when embedded_images)."""
+    embedded_images: bool = False
+    """The rows' `image` field holds base64 image data (NaPO's / RLAIF-V's Object HalBench file)."""
+    prompt: str = DETAIL_PROMPT
+    """Instruction for rows that carry no `question`."""
+    synonyms: Literal["lisaanne", "refine"] = "lisaanne"
+    """Word list: the original CHAIR list, or the RLHF-V/RLAIF-V refined list."""
+    ground_truth: str = ""
+    """Compact per-image ground-truth file (built by build_ground_truth_file, or written by a previous run)."""
+    coco_annotations: str = ""
+    """Folder with COCO 2014 instances_*/captions_* JSON files, used when ground_truth is not given."""
+
+    def validate(self) -> None:
+        if not self.questions:
+            fail("questions", "set the question/image-id file")
+        if not self.embedded_images and not self.image_root:
+            fail("image_root", "set the image directory (or embedded_images: true)")
+        if bool(self.ground_truth) == bool(self.coco_annotations):
+            fail("ground_truth", "give exactly one of ground_truth (compact file) or coco_annotations (folder)")
+
+
+@dataclass
+class ObjectHalBenchOptions(ChairOptions):
+    synonyms: Literal["lisaanne", "refine"] = "refine"
+    """Word list: RLAIF-V's refined list by default (the protocol NaPO and RLAIF-V report)."""
+
+
+@register
+class Chair(Benchmark):
+    """CHAIR on free-form image descriptions (e.g. the 500-image "CHAIR-500" setting)."""
+
+    name = "chair"
+    version = "chair-v1"
+    parser_version = f"{TOKENIZER_VERSION}+{LEMMATIZER_VERSION}"
+    scorer_version = SCORER_VERSION
+    max_new_tokens = 512
+    Options = ChairOptions
+
+    def __init__(self, options: Any = None) -> None:
+        super().__init__(options)
+        self.vocab = vocabulary(self.options.synonyms)
+        self._gt: dict[int, list[str]] = {}
+        self._gt_built = False
+
+    def build_prompt(self, row: dict[str, Any]) -> str:
+        return str(row.get("question") or self.options.prompt)
+
+    def _image(self, row: dict[str, Any], image_id: int, where: str) -> Path:
+        if self.options.embedded_images:
+            return embedded_image(get_field(row, "image", where, str), where)
+        rel = row.get("image") or f"COCO_val2014_{image_id:012d}.jpg"
+        return image_file(require_dir(self.options.image_root, "options.image_root"), rel, where)
+
+    def load(self) -> list[Item]:
+        rows = list(load_records(self.options.questions, "options.questions"))
+        items, ids = [], set()
+        for index, (where, row) in enumerate(rows):
+            image_id = int(get_field(row, "image_id", where, (int, str)))
+            qid = str(row.get("question_id", row.get("org_idx", index)))
+            if qid in ids:
+                raise DataError(f"{where}: duplicate question id {qid}")
+            ids.add(qid)
+            items.append(Item(qid, self.build_prompt(row), self._image(row, image_id, where),
+                              {"image_id": image_id, "where": where}))
+        self._gt = self._load_ground_truth({it.target["image_id"] for it in items})
+        for it in items:
+            if it.target["image_id"] not in self._gt:
+                raise DataError(f"{it.target['where']}: image_id {it.target['image_id']} has no ground truth in "
+                                f"{self.options.ground_truth or self.options.coco_annotations}")
+        return items
+
+    def _load_ground_truth(self, image_ids: set[int]) -> dict[int, list[str]]:
+        if self.options.ground_truth:
+            return load_ground_truth(self.options.ground_truth, self.vocab)
+        self._gt_built = True
+        return ground_truth_from_coco(self.options.coco_annotations, image_ids, self.vocab)
+
+    def metrics(self) -> list[Metric]:
+        return [Metric("chair_s", False, "captions with a hallucinated object, percent"),
+                Metric("chair_i", False, "hallucinated object mentions / mentions, percent"),
+                Metric("recall", True, "ground-truth classes mentioned, percent"),
+                Metric("avg_len", None, "mean answer length in words")]
+
+    def parse(self, item: Item, answer: str) -> str:
+        return answer
+
+    def score(self, item: Item, parsed: Any) -> dict[str, Any]:
+        record = score_caption(parsed, self._gt[item.target["image_id"]], self.vocab)
+        record["gt"] = self._gt[item.target["image_id"]]
+        return record
+
+    def score_all(self, items: Sequence[Item], answers: Sequence[str], workdir: Path) -> list[dict[str, Any]]:
+        if self._gt_built:  # keep the sets so a re-score (or another model) needs no COCO download
+            write_json(workdir / "chair_ground_truth.json", ground_truth_record(self._gt, self.vocab))
+        return [self.score(it, a) for it, a in zip(items, answers, strict=True)]
+
+    def aggregate(self, items: Sequence[Item], scores: Sequence[dict[str, Any]]) -> dict[str, float]:
+        m = chair_metrics(scores)
+        return {k: m[k] for k in ("chair_s", "chair_i", "recall", "avg_len")}
+
+    def provenance(self) -> dict[str, Any]:
+        return {"synonyms": self.options.synonyms, "tokenizer": TOKENIZER_VERSION, "lemmatizer": LEMMATIZER_VERSION,
+                "extraction": "rule", "ground_truth": "file" if self.options.ground_truth else "coco_annotations",
+                "deviation": "offline Treebank-style tokenizer and WordNet lemma table instead of NLTK (see docs)"}
+
+
+@register
+class ObjectHalBench(Chair):
+    """Object HalBench (RLHF-V / RLAIF-V protocol, rule-based extraction as in NaPO's pipeline)."""
+
+    name = "object_halbench"
+    version = "object_halbench-v1"
+    max_new_tokens = 1024
+    Options = ObjectHalBenchOptions
+
+    def metrics(self) -> list[Metric]:
+        return [Metric("response_hall", False, "CHAIRs over responses that mention a COCO object, percent"),
+                Metric("mention_hall", False, "CHAIRi: hallucinated mentions / mentions, percent"),
+                Metric("chair_s_all", False, "CHAIRs over all responses, percent"),
+                Metric("recall", True, "ground-truth classes mentioned, percent"),
+                Metric("avg_len", None, "mean answer length in words")]
+
+    def aggregate(self, items: Sequence[Item], scores: Sequence[dict[str, Any]]) -> dict[str, float]:
+        m = chair_metrics(scores)
+        return {"response_hall": m["chair_s_refine"], "mention_hall": m["chair_i"], "chair_s_all": m["chair_s"],
+                "recall": m["recall"], "avg_len": m["avg_len"]}
+

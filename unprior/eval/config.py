@@ -1,0 +1,73 @@
+"""``EvalConfig``: one benchmark run of one model (``unprior eval run``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from unprior.config import check_range, fail
+
+
+@dataclass
+class EvalConfig:
+    benchmark: str = "pope"
+    """Registered benchmark name: pope, chair, object_halbench, amber, vlind, mmhal (and the world benchmarks)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """The benchmark's own options (data paths, protocol variants); see docs/eval.md for each benchmark's fields."""
+    out_dir: str = "runs/eval"
+    """Run directory: samples.jsonl (answers), scores.jsonl, results.json; a rerun resumes here."""
+    label: str = ""
+    """Name of this model in `unprior eval compare` tables (default: the adapter's or model's folder name)."""
+    model: str = ""
+    """Base model or full fine-tuned checkpoint (local path or cached hub name)."""
+    adapter: str = ""
+    """Optional LoRA adapter directory applied on top of `model`."""
+    backend: Literal["hf", "vllm"] = "hf"
+    """Generation backend (the same as `unprior pairs`)."""
+    batch_size: int = 8
+    """Requests per generate call; also the most answers a kill can lose."""
+    max_new_tokens: int | None = None
+    """Answer length limit; null uses the benchmark's reference value."""
+    limit: int | None = None
+    """Run only the first N items (whole instances for grouped benchmarks), for smoke tests."""
+    temperature: float = 0.0
+    """0 means greedy (deterministic) decoding; > 0 samples."""
+    top_p: float = 1.0
+    """Nucleus sampling mass when sampling."""
+    num_beams: int = 1
+    """Beam search width (NaPO's and RLAIF-V's scripts use 3)."""
+    seed: int = 0
+    """Sampling seed."""
+    overwrite: bool = False
+    """Discard this out_dir's answers and results instead of resuming (the judge cache is kept)."""
+
+    def validate(self) -> None:
+        from unprior.eval.registry import DataError, make_benchmark
+
+        if not self.out_dir:
+            fail("out_dir", "set an output directory")
+        check_range(self, "batch_size", 1)
+        if self.max_new_tokens is not None:
+            check_range(self, "max_new_tokens", 1)
+        if self.limit is not None:
+            check_range(self, "limit", 1)
+        check_range(self, "temperature", 0.0)
+        check_range(self, "num_beams", 1)
+        if not 0.0 < self.top_p <= 1.0:
+            fail("top_p", f"must be in (0, 1], got {self.top_p}")
+        try:
+            make_benchmark(self.benchmark, self.options)
+        except KeyError as e:
+            fail("benchmark", str(e.args[0]))
+        except DataError as e:
+            fail("options", str(e))
+
+    @property
+    def do_sample(self) -> bool:
+        return self.temperature > 0
+
+    def decoding(self, benchmark_default: int) -> dict[str, Any]:
+        """The decoding settings a backend must apply (recorded in results.json)."""
+        return {"do_sample": self.do_sample, "temperature": self.temperature, "top_p": self.top_p,
+                "num_beams": self.num_beams, "seed": self.seed,
+                "max_new_tokens": self.max_new_tokens or benchmark_default}

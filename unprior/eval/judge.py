@@ -1,0 +1,154 @@
+"""An LLM judge behind any OpenAI-compatible chat endpoint, with a persistent cache and retries.
+
+Every answer is appended to a JSONL cache keyed by ``sha256(judge model, prompt)`` as soon as it arrives, so a re-run
+(or a run resumed after a kill) never asks again for a finished item and costs nothing. Transient failures
+(connection errors, timeouts, HTTP 408/409/429/5xx) are retried with exponential backoff; other HTTP errors stop
+the run with the status and the server's message. The API key is read from the environment variable named in the
+config and is never logged or written.
+
+Used by MMHal-Bench; any benchmark that needs a judge can take a :class:`JudgeConfig` in its options.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from unprior.config import check_range, fail
+from unprior.eval.common import append_jsonl, read_resumable_jsonl
+
+log = logging.getLogger(__name__)
+RETRY_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
+
+
+@dataclass
+class JudgeConfig:
+    base_url: str = "http://localhost:8000/v1"
+    """OpenAI-compatible endpoint (an OpenAI-style /v1 URL: a hosted API, vLLM, llama.cpp server, ...)."""
+    model: str = "gpt-4-1106-preview"
+    """Judge model name sent to the endpoint (RLAIF-V's MMHal protocol uses gpt-4-1106-preview)."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Name of the environment variable holding the API key (unset: the placeholder "EMPTY", for local servers)."""
+    timeout_s: float = 120.0
+    """Per-request timeout in seconds."""
+    max_retries: int = 6
+    """Retries of a transient failure before giving up."""
+    backoff_s: float = 2.0
+    """First retry delay; it doubles on each retry, capped at 60 s."""
+    temperature: float = 0.0
+    """Judge sampling temperature (0 in the references)."""
+    max_tokens: int = 1024
+    """Maximum judge answer length."""
+
+    def validate(self) -> None:
+        if not self.base_url.startswith(("http://", "https://")):
+            fail("base_url", f"expected an http(s) URL, got {self.base_url!r}")
+        if not self.model:
+            fail("model", "set the judge model name")
+        check_range(self, "timeout_s", 0.001)
+        check_range(self, "max_retries", 0)
+        check_range(self, "backoff_s", 0)
+        check_range(self, "temperature", 0)
+        check_range(self, "max_tokens", 1)
+
+
+class JudgeError(RuntimeError):
+    """The judge endpoint refused a request (non-transient) or kept failing after all retries."""
+
+
+def cache_key(model: str, prompt: str) -> str:
+    return hashlib.sha256(json.dumps([model, prompt], ensure_ascii=False).encode()).hexdigest()
+
+
+def _openai_client(cfg: JudgeConfig) -> Any:
+    from openai import OpenAI  # imported here: only judge runs need the client
+
+    key = os.environ.get(cfg.api_key_env) or "EMPTY"
+    return OpenAI(base_url=cfg.base_url, api_key=key, timeout=cfg.timeout_s, max_retries=0)
+
+
+def _is_transient(error: Exception) -> tuple[bool, str]:
+    """(retry?, short description without secrets) for an exception raised by the openai client."""
+    import openai
+
+    if isinstance(error, openai.APIStatusError):
+        detail = str(getattr(error, "message", "")) or type(error).__name__
+        return error.status_code in RETRY_STATUS, f"HTTP {error.status_code}: {detail[:300]}"
+    if isinstance(error, openai.APIConnectionError):  # includes APITimeoutError
+        return True, type(error).__name__
+    return False, f"{type(error).__name__}: {error}"
+
+
+class Judge:
+    """Ask a judge model, once per distinct (model, prompt), with retries.
+
+    Args:
+        cfg: Endpoint, model and retry settings.
+        cache_path: JSONL cache (created if missing); rows ``{key, model, response_model, answer}``.
+        client: An ``openai.OpenAI``-like client; built from ``cfg`` when None (tests pass their own or a server).
+        sleep: Called with the backoff delay in seconds (tests pass a no-op).
+    """
+
+    def __init__(self, cfg: JudgeConfig, cache_path: str | Path, client: Any = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.cfg = cfg
+        self.cache_path = Path(cache_path)
+        self.cache = {row["key"]: row for row in read_resumable_jsonl(self.cache_path) if "key" in row}
+        self._client = client
+        self._sleep = sleep
+        self.requests = 0
+        """HTTP requests sent by this instance (retries included)."""
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = _openai_client(self.cfg)
+        return self._client
+
+    def cached(self, prompt: str) -> dict[str, Any] | None:
+        return self.cache.get(cache_key(self.cfg.model, prompt))
+
+    def ask(self, prompt: str) -> str:
+        """The judge's answer to ``prompt`` (a single user message), from the cache when it has one."""
+        key = cache_key(self.cfg.model, prompt)
+        if key in self.cache:
+            return self.cache[key]["answer"]
+        answer, response_model = self._call(prompt)
+        if response_model and not response_model.startswith(self.cfg.model):
+            log.warning("judge answered as model %r, asked for %r", response_model, self.cfg.model)
+        row = {"key": key, "model": self.cfg.model, "response_model": response_model, "answer": answer}
+        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.cache_path, "a", encoding="utf-8") as f:
+            append_jsonl(f, [row])
+        self.cache[key] = row
+        return answer
+
+    def _call(self, prompt: str) -> tuple[str, str]:
+        delay = self.cfg.backoff_s
+        for attempt in range(self.cfg.max_retries + 1):
+            self.requests += 1
+            try:
+                resp = self.client.chat.completions.create(
+                    model=self.cfg.model, messages=[{"role": "user", "content": prompt}],
+                    temperature=self.cfg.temperature, max_tokens=self.cfg.max_tokens)
+                return resp.choices[0].message.content or "", resp.model or ""
+            except Exception as e:
+                transient, what = _is_transient(e)
+                if not transient:
+                    hint = f" (is ${self.cfg.api_key_env} set?)" if "401" in what else ""
+                    raise JudgeError(f"judge {self.cfg.base_url} ({self.cfg.model}): {what}{hint}") from None
+                if attempt == self.cfg.max_retries:
+                    raise JudgeError(f"judge {self.cfg.base_url}: still failing after {attempt + 1} tries: "
+                                     f"{what}") from None
+                log.warning("judge request failed (%s); retry %d/%d in %.1f s", what, attempt + 1,
+                            self.cfg.max_retries, delay)
+                self._sleep(delay)
+                delay = min(delay * 2, 60.0)
+        raise AssertionError("unreachable")

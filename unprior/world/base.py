@@ -1,0 +1,151 @@
+"""``unprior world base``: train the tiny biased base VLM the way real MLLMs acquire their bias.
+
+1. A byte-level BPE tokenizer is trained on the world's text (every category, colour and template phrase).
+2. A tiny LLaVA is built from configs (random weights).
+3. Text-only "pretraining": the world's questions and answers with the image removed. This corpus states the priors
+   at the world's frequencies (apples are red 95 % of the time; bananas come with apples), as pretraining text
+   states "bears are brown" for a real LLM.
+4. A short multimodal SFT on the train split. The step count is fixed: the prior fades with longer training
+   (world-prototype.md §2), so more steps give a less biased base.
+
+The result is saved with ``save_pretrained`` (safetensors) and cached under ``$UNPRIOR_CACHE/base/<hash>``, keyed
+by everything that changes the weights, so the demo and the tests reuse it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from unprior.config import config_hash, dump_yaml, to_dict
+from unprior.io import cache_root, is_complete, read_json, read_jsonl, staged_dir, write_json, write_jsonl
+from unprior.models.sft import Encoded, encode_rows, sft
+from unprior.models.tiny import build_tiny_llava, save_model
+from unprior.models.tokenizer import train_tokenizer
+from unprior.world.build import DESCRIBE_PROMPT, attribute_qa, build_world, describe, exists_qa
+from unprior.world.config import BaseConfig
+from unprior.world.render import Placed
+from unprior.world.spec import CATEGORY_NAMES, COLOUR_NAMES
+
+BASE_FORMAT_VERSION = 1
+
+
+def vocabulary_corpus() -> list[str]:
+    """Every phrase the world can produce (each category in each colour), so no test word is out of vocabulary."""
+    lines = [DESCRIBE_PROMPT]
+    for cat in CATEGORY_NAMES:
+        for present in (True, False):
+            lines += list(exists_qa(cat, present))
+        for col in COLOUR_NAMES:
+            lines += list(attribute_qa(cat, col))
+            lines.append(describe([Placed(cat, col, 0), Placed(cat, col, 1)]))
+    return lines
+
+
+def load_images(root: Path, rels: list[str]) -> np.ndarray:
+    """(N, H, W, 3) uint8 stack of the PNGs at ``rels`` under ``root``."""
+    return np.stack([np.asarray(Image.open(root / r).convert("RGB")) for r in rels])
+
+
+def load_split(root: Path, split: str) -> tuple[list[dict[str, Any]], list[str], list[int]]:
+    """Rows of a split, its distinct image paths, and each row's index into them."""
+    rows = list(read_jsonl(root / f"{split}.jsonl"))
+    paths: dict[str, int] = {}
+    index = [paths.setdefault(r["image"], len(paths)) for r in rows]
+    return rows, list(paths), index
+
+
+def base_key(cfg: BaseConfig, world_hash: str) -> str:
+    d = to_dict(cfg)
+    for k in ("world", "world_dir", "out", "overwrite", "threads"):
+        d.pop(k)
+    return config_hash({"world": world_hash, "train": d, "version": BASE_FORMAT_VERSION})
+
+
+def resolve_world(cfg: BaseConfig) -> Path:
+    return Path(cfg.world_dir) if cfg.world_dir else build_world(cfg.world)
+
+
+def base_dir_for(cfg: BaseConfig, world: Path) -> Path:
+    if cfg.out:
+        return Path(cfg.out)
+    return cache_root() / "base" / base_key(cfg, read_json(world / "manifest.json")["config_hash"])
+
+
+def train_base(cfg: BaseConfig, log=print) -> Path:
+    """Build the world if needed, train the base model, save it atomically; reuse a finished cached model."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    world = resolve_world(cfg)
+    out = base_dir_for(cfg, world)
+    if is_complete(out) and not cfg.overwrite:
+        log(f"base model: reusing {out}")
+        return out
+    t0 = time.perf_counter()
+    rows, paths, index = load_split(world, "train")
+    prompts, answers = [r["prompt"] for r in rows], [r["answer"] for r in rows]
+    tokenizer = train_tokenizer([*prompts[:20000], *answers[:20000], *vocabulary_corpus()], cfg.model.vocab_size)
+    images = load_images(world, paths)
+    m = cfg.model
+    model, processor = build_tiny_llava(
+        tokenizer,
+        image_size=images.shape[1],
+        patch_size=_cell(world),
+        vision_hidden=m.vision_hidden,
+        vision_layers=m.vision_layers,
+        text_hidden=m.text_hidden,
+        text_layers=m.text_layers,
+        text_heads=m.text_heads,
+        seed=cfg.seed,
+    )
+    text_only = encode_rows(processor, prompts, answers, [-1] * len(rows), None)
+    multimodal = encode_rows(processor, prompts, answers, index, images)
+    log(f"base model: {sum(p.numel() for p in model.parameters()):,} parameters, {len(rows):,} rows, "
+        f"{len(paths):,} images (setup {time.perf_counter() - t0:.1f}s)")
+    history = _phase(cfg, model, text_only, cfg.pretrain_steps, "pretrain", tokenizer.pad_token_id, log)
+    history += _phase(cfg, model, multimodal, cfg.sft_steps, "sft", tokenizer.pad_token_id, log)
+    with staged_dir(out, overwrite=True) as tmp:
+        save_model(model, processor, tmp)
+        dump_yaml(cfg, tmp / "base_config.yaml")
+        write_jsonl(tmp / "train_log.jsonl", history)
+        write_json(tmp / "manifest.json", {
+            "kind": "unprior-base",
+            "format_version": BASE_FORMAT_VERSION,
+            "world": str(world),
+            "world_hash": read_json(world / "manifest.json")["config_hash"],
+            "config": to_dict(cfg),
+            "train_seconds": round(time.perf_counter() - t0, 1),
+        })
+    log(f"base model: saved to {out} ({time.perf_counter() - t0:.0f}s)")
+    return out
+
+
+def _cell(world: Path) -> int:
+    return int(read_json(world / "manifest.json")["config"]["image"]["cell"])
+
+
+def _phase(cfg: BaseConfig, model, enc: Encoded, steps: int, name: str, pad_id: int, log) -> list[dict[str, Any]]:
+    history: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+
+    def on_step(step: int, loss: float) -> None:
+        history.append({"phase": name, "step": step, "loss": round(loss, 5)})
+        if (step + 1) % max(1, steps // 5) == 0:
+            log(f"  {name} step {step + 1}/{steps} loss {loss:.4f} ({time.perf_counter() - t0:.0f}s)")
+
+    sft(model, enc, steps=steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup=cfg.warmup_steps,
+        seed=cfg.seed + (0 if name == "pretrain" else 1), pad_id=pad_id, on_step=on_step)
+    return history
+
+
+def run_base(cfg: BaseConfig) -> int:
+    from rich.console import Console
+
+    console = Console()
+    train_base(cfg, log=console.print)
+    return 0

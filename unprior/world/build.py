@@ -1,0 +1,262 @@
+"""``unprior world build``: the seeded synthetic world, written in unprior's source-dataset format.
+
+Layout of the output directory (the same format users feed to ``unprior pairs``)::
+
+    manifest.json        world config, its hash, counts, format version (written last: marks the build complete)
+    config.yaml          the resolved WorldConfig
+    train.jsonl          rows {id, image, prompt, answer, task, meta}; ``image`` is relative to the root
+    test_id.jsonl        in-distribution test: drawn like train
+    test_cf.jsonl        counterfactual test: every object has a non-canonical colour, every partner is absent
+    images/<split>/<n>.png
+
+Tasks: ``describe`` (list every object with its colour, CHAIR-style), ``attribute`` ("What color is the X?"),
+``exists`` ("Is there a X in the image?"; on test splits sampled POPE-style: random / popular / adversarial
+negatives), and attribute questions in busy scenes (``meta.busy``), where an answer that lists everything is
+vision-biased. Every row's ``meta.objects`` is the ground-truth object set.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from unprior.config import config_hash, dump_yaml, to_dict
+from unprior.io import cache_root, is_complete, staged_dir, write_json, write_jsonl
+from unprior.world.config import WorldConfig
+from unprior.world.render import Placed, render
+from unprior.world.spec import (
+    CATEGORY_NAMES,
+    COLOUR_NAMES,
+    PAIR_WEIGHTS,
+    PAIRS,
+    POPULARITY,
+    article,
+    canonical,
+    partner,
+)
+
+FORMAT_VERSION = 1
+SPLITS = ("train", "test_id", "test_cf")
+DESCRIBE_PROMPT = "Describe the image."
+
+
+# ---------------------------------------------------------------- scenes
+
+
+def _colour(category: str, prior: float, rng: np.random.Generator, counterfactual: bool) -> str:
+    canon = canonical(category)
+    if not counterfactual and rng.random() < prior:
+        return canon
+    others = [c for c in COLOUR_NAMES if c != canon]
+    return others[int(rng.integers(len(others)))]
+
+
+def sample_scene(cfg: WorldConfig, rng: np.random.Generator, counterfactual: bool = False) -> list[Placed]:
+    """Objects of one image: one or two partner groups; each group is the full pair with prob ``pair_strength``.
+
+    Counterfactual scenes hold every group as a single member (the partner is absent) and draw every colour from
+    the non-canonical ones. Objects are sorted in category order (the order descriptions use).
+    """
+    n_cells = (cfg.image.size // cfg.image.cell) ** 2
+    n_groups = 2 if rng.random() < cfg.two_groups else 1
+    n_groups = min(n_groups, len(PAIRS), cfg.image.max_objects)
+    groups = rng.choice(len(PAIRS), size=n_groups, replace=False, p=PAIR_WEIGHTS)
+    names: list[str] = []
+    for g in groups:
+        pair = list(PAIRS[int(g)])
+        if counterfactual or rng.random() >= cfg.pair_strength:
+            names.append(pair[int(rng.integers(2))])
+        else:
+            names += pair
+    names = names[: cfg.image.max_objects]
+    cells = rng.choice(n_cells, size=len(names), replace=False)
+    objs = [
+        Placed(n, _colour(n, cfg.prior_strength, rng, counterfactual), int(c))
+        for n, c in zip(names, cells, strict=True)
+    ]
+    return sorted(objs, key=lambda o: CATEGORY_NAMES.index(o.category))
+
+
+# ---------------------------------------------------------------- text
+
+
+def describe(objects: list[Placed]) -> str:
+    parts = [f"{article(o.colour)} {o.colour} {o.category}" for o in objects]
+    text = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return text[0].upper() + text[1:] + "."
+
+
+def attribute_qa(category: str, colour: str) -> tuple[str, str]:
+    return f"What color is the {category}?", f"The {category} is {colour}."
+
+
+def exists_qa(category: str, present: bool) -> tuple[str, str]:
+    answer = f"Yes, there is {article(category)} {category}." if present else f"No, there is no {category}."
+    return f"Is there {article(category)} {category} in the image?", answer
+
+
+# ---------------------------------------------------------------- POPE-style negatives
+
+
+def pope_negatives(present: set[str], setting: str, k: int, rng: np.random.Generator) -> list[str]:
+    """Absent categories to ask about: random (uniform), popular (most frequent), adversarial (co-occurring first).
+
+    As in POPE (Li et al. 2023): "popular" takes the top-k frequent absent objects, "adversarial" the top-k objects
+    that co-occur most with the present ones; here that is first the absent partners of present objects.
+    """
+    absent = [c for c in CATEGORY_NAMES if c not in present]
+    if setting == "random":
+        order = list(rng.permutation(absent))
+    elif setting == "popular":
+        order = [c for c in POPULARITY if c in absent]
+    elif setting == "adversarial":
+        partners = [partner(c) for c in sorted(present) if partner(c) in absent]
+        rest = [c for c in rng.permutation(absent) if c not in partners]
+        order = list(dict.fromkeys([*partners, *rest]))
+    else:
+        raise ValueError(f"unknown POPE setting {setting!r}")
+    return [str(c) for c in order[:k]]
+
+
+# ---------------------------------------------------------------- rows
+
+
+def _obj_meta(objects: list[Placed]) -> list[dict[str, Any]]:
+    return [{"category": o.category, "colour": o.colour, "cell": o.cell} for o in objects]
+
+
+def _rows_for_image(
+    split: str, idx: int, image: str, objects: list[Placed], cfg: WorldConfig, rng: np.random.Generator
+) -> Iterator[dict[str, Any]]:
+    present = {o.category for o in objects}
+    meta = {"objects": _obj_meta(objects), "split": split}
+    busy = len(objects) >= 3
+
+    def row(task: str, k: int, prompt: str, answer: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "id": f"{split}-{idx:06d}-{task}-{k}",
+            "image": image,
+            "prompt": prompt,
+            "answer": answer,
+            "task": task,
+            "meta": {**meta, **extra},
+        }
+
+    yield row("describe", 0, DESCRIBE_PROMPT, describe(objects))
+    for k, o in enumerate(objects):
+        p, a = attribute_qa(o.category, o.colour)
+        yield row("attribute", k, p, a, target=o.category, colour=o.colour,
+                  canonical=o.colour == canonical(o.category), busy=busy)
+    if split == "train":
+        pos = objects[int(rng.integers(len(objects)))].category
+        neg = pope_negatives(present, str(rng.choice(["random", "adversarial"])), 1, rng)
+        for k, (cat, label) in enumerate([(pos, True), *((n, False) for n in neg)]):
+            p, a = exists_qa(cat, label)
+            yield row("exists", k, p, a, target=cat, label="yes" if label else "no")
+        return
+    k = 0
+    for setting in ("random", "popular", "adversarial"):
+        pos = [o.category for o in objects]
+        pos = [str(c) for c in rng.permutation(pos)][: cfg.pope_per_image]
+        negs = pope_negatives(present, setting, len(pos), rng)
+        for cat, label in [*((c, True) for c in pos), *((c, False) for c in negs)]:
+            p, a = exists_qa(cat, label)
+            yield row("exists", k, p, a, target=cat, label="yes" if label else "no", pope=setting)
+            k += 1
+
+
+def _png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", optimize=False, compress_level=1)
+    return buf.getvalue()
+
+
+def generate_split(cfg: WorldConfig, split: str, root: Path) -> tuple[list[dict[str, Any]], Counter]:
+    """Render one split's images under ``root/images/<split>`` and return its rows and counters."""
+    n = cfg.n_train if split == "train" else cfg.n_test
+    seed = [cfg.seed, SPLITS.index(split)]
+    scene_rng = np.random.default_rng([*seed, 0])
+    pixel_rng = np.random.default_rng([*seed, 1])
+    text_rng = np.random.default_rng([*seed, 2])
+    (root / "images" / split).mkdir(parents=True, exist_ok=True)
+    rows, stats = [], Counter()
+    for idx in range(n):
+        objects = sample_scene(cfg, scene_rng, counterfactual=split == "test_cf")
+        arr = render(objects, cfg.image, pixel_rng)
+        rel = f"images/{split}/{idx:06d}.png"
+        (root / rel).write_bytes(_png(arr))
+        for o in objects:
+            stats["objects"] += 1
+            stats["canonical"] += o.colour == canonical(o.category)
+        stats["partner_present"] += sum(partner(o.category) in {p.category for p in objects} for o in objects)
+        rows += list(_rows_for_image(split, idx, rel, objects, cfg, text_rng))
+    stats["images"] = n
+    stats["rows"] = len(rows)
+    return rows, stats
+
+
+def world_dir_for(cfg: WorldConfig) -> Path:
+    return Path(cfg.out) if cfg.out else cache_root() / "worlds" / config_hash(_content(cfg))
+
+
+def _content(cfg: WorldConfig) -> dict[str, Any]:
+    """The part of the config that decides the data (not where it is written)."""
+    d = to_dict(cfg)
+    d.pop("out")
+    d.pop("overwrite")
+    return d
+
+
+def build_world(cfg: WorldConfig) -> Path:
+    """Build the world into ``cfg.out`` (or the cache) atomically; return its directory. Reuses a cached build."""
+    out = world_dir_for(cfg)
+    if not cfg.out and is_complete(out):
+        return out
+    with staged_dir(out, overwrite=cfg.overwrite or not cfg.out) as tmp:
+        counts = {}
+        for split in SPLITS:
+            rows, stats = generate_split(cfg, split, tmp)
+            write_jsonl(tmp / f"{split}.jsonl", rows)
+            counts[split] = {
+                "images": stats["images"],
+                "rows": stats["rows"],
+                "canonical_share": round(stats["canonical"] / max(stats["objects"], 1), 4),
+                "partner_present_share": round(stats["partner_present"] / max(stats["objects"], 1), 4),
+            }
+        dump_yaml(cfg, tmp / "config.yaml")
+        write_json(
+            tmp / "manifest.json",
+            {
+                "kind": "unprior-world",
+                "format_version": FORMAT_VERSION,
+                "config": to_dict(cfg),
+                "config_hash": config_hash(_content(cfg)),
+                "splits": counts,
+                "categories": list(CATEGORY_NAMES),
+                "colours": list(COLOUR_NAMES),
+                "canonical": {c: canonical(c) for c in CATEGORY_NAMES},
+                "partners": {c: partner(c) for c in CATEGORY_NAMES},
+            },
+        )
+    return out
+
+
+def run_build(cfg: WorldConfig) -> int:
+    from rich.console import Console
+
+    out = build_world(cfg)
+    console = Console()
+    from unprior.io import read_json
+
+    man = read_json(out / "manifest.json")
+    console.print(f"[bold]world[/] {man['config_hash']} -> {out}")
+    for split, c in man["splits"].items():
+        console.print(f"  {split:8s} {c['images']:6d} images {c['rows']:7d} rows  canonical colour "
+                      f"{c['canonical_share']:.3f}  partner present {c['partner_present_share']:.3f}")
+    return 0

@@ -1,0 +1,164 @@
+"""Configs of the world stage: the synthetic dataset (``WorldConfig``), the base model (``BaseConfig``), the report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from unprior.config import check_range, fail
+
+
+@dataclass
+class ImageConfig:
+    """How images are drawn. Shape is carried by luminance (easy); colour by a faint chroma tint (hard)."""
+
+    size: int = 32
+    """Image side in pixels; a multiple of ``cell``. Must match the vision tower's image size."""
+    cell: int = 8
+    """Grid cell side in pixels; one object per cell. Equal to the vision patch size, so one patch sees one object."""
+    max_objects: int = 4
+    """Scene size: at most this many objects per image (busier scenes make focus questions harder)."""
+    saturation_lo: float = 0.10
+    """Lower bound of the share of the colour's chroma kept (drawn uniformly per object). Lower: harder colours."""
+    saturation_hi: float = 0.35
+    """Upper bound of that share. The colour signal is the main difficulty knob: the language prior only shows
+    when colour is hard to read (world-prototype.md §2)."""
+    luminance: float = 70.0
+    """Luminance offset of the glyph from the background (sign drawn per object). Keeps shapes easy to read."""
+    hue_jitter: float = 12.0
+    """Per-object RGB jitter (std) added to the tint: blurs neighbouring hues (red/orange/pink, blue/cyan/purple)."""
+    noise: float = 18.0
+    """Per-pixel Gaussian noise std (0-255 scale)."""
+
+    def validate(self) -> None:
+        check_range(self, "size", 8, 512)
+        check_range(self, "cell", 4, 64)
+        if self.size % self.cell:
+            fail("image.size", f"must be a multiple of image.cell ({self.cell}), got {self.size}")
+        check_range(self, "max_objects", 1, (self.size // self.cell) ** 2)
+        check_range(self, "saturation_lo", 0.0, 1.0)
+        check_range(self, "saturation_hi", self.saturation_lo, 1.0)
+        check_range(self, "luminance", 0.0, 120.0)
+        check_range(self, "hue_jitter", 0.0, 255.0)
+        check_range(self, "noise", 0.0, 255.0)
+
+
+@dataclass
+class WorldConfig:
+    """The synthetic world: a seeded generator of images, questions and answers with two measurable priors."""
+
+    out: str = ""
+    """Output directory of the dataset. Empty: the cache (``$UNPRIOR_CACHE/worlds/<hash>``)."""
+    overwrite: bool = False
+    """Replace ``out`` if it exists and is not empty."""
+    seed: int = 0
+    """Seed of everything drawn (layouts, colours, noise, question sampling)."""
+    n_train: int = 8000
+    """Training images. Each gives a description, attribute questions and yes/no existence questions."""
+    n_test: int = 400
+    """Images in each test split (``test_id`` and ``test_cf``)."""
+    prior_strength: float = 0.95
+    """Language prior: probability that an object has its category's canonical colour (else one of the other
+    colours, uniformly). 1/8 = no colour prior (the control world)."""
+    pair_strength: float = 0.9
+    """Co-occurrence prior: probability that a drawn object's partner appears in the same image."""
+    two_groups: float = 0.65
+    """Probability that a scene holds two partner groups rather than one (busier scenes)."""
+    pope_per_image: int = 1
+    """POPE-style yes/no questions per test image and sampling setting (as many 'no' as 'yes')."""
+    image: ImageConfig = field(default_factory=ImageConfig)
+
+    def validate(self) -> None:
+        check_range(self, "n_train", 1, 10_000_000)
+        check_range(self, "n_test", 1, 1_000_000)
+        check_range(self, "prior_strength", 0.0, 1.0)
+        check_range(self, "pair_strength", 0.0, 1.0)
+        check_range(self, "two_groups", 0.0, 1.0)
+        check_range(self, "pope_per_image", 1, 4)
+        self.image.validate()
+
+
+@dataclass
+class ModelConfig:
+    """Shape of the tiny LLaVA (CLIP vision tower + Llama), built from configs with random weights."""
+
+    vision_hidden: int = 64
+    """CLIP hidden size."""
+    vision_layers: int = 2
+    """CLIP layers."""
+    text_hidden: int = 128
+    """Llama hidden size."""
+    text_layers: int = 2
+    """Llama layers."""
+    text_heads: int = 4
+    """Llama attention heads (2 key/value heads)."""
+    vocab_size: int = 400
+    """Target size of the locally trained byte-level BPE vocabulary."""
+
+    def validate(self) -> None:
+        for name in ("vision_hidden", "vision_layers", "text_hidden", "text_layers", "text_heads"):
+            check_range(self, name, 1, 8192)
+        if self.text_hidden % self.text_heads:
+            fail("model.text_hidden", f"must be divisible by text_heads ({self.text_heads})")
+        check_range(self, "vocab_size", 300, 100_000)
+
+
+@dataclass
+class BaseConfig:
+    """Training of the biased base model: text-only prior pretraining, then a short multimodal SFT."""
+
+    world: WorldConfig = field(default_factory=WorldConfig)
+    """The world to train on (built, or reused from the cache, when ``world_dir`` is empty)."""
+    world_dir: str = ""
+    """Use an existing world dataset directory instead of building ``world``."""
+    out: str = ""
+    """Where to save the model. Empty: the cache (``$UNPRIOR_CACHE/base/<hash>``), reused when present."""
+    overwrite: bool = False
+    """Retrain even if ``out`` already holds a finished model."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    seed: int = 0
+    """Seed of initialisation and batch order."""
+    pretrain_steps: int = 150
+    """Text-only steps on a corpus that states the priors (no image): how LLMs pick up 'apples are red'."""
+    sft_steps: int = 1300
+    """Multimodal SFT steps. Fixed on purpose: the prior is a transient that fades with longer training."""
+    batch_size: int = 64
+    """Rows per step (both phases)."""
+    lr: float = 1e-3
+    """Peak AdamW learning rate (linear warm-up, cosine decay), both phases."""
+    warmup_steps: int = 50
+    """Linear warm-up steps of each phase."""
+    threads: int = 0
+    """torch threads (0: leave torch's default)."""
+
+    def validate(self) -> None:
+        check_range(self, "pretrain_steps", 0, 10_000_000)
+        check_range(self, "sft_steps", 0, 10_000_000)
+        check_range(self, "batch_size", 1, 100_000)
+        check_range(self, "lr", 0.0, 1.0)
+        check_range(self, "warmup_steps", 0, 10_000_000)
+        check_range(self, "threads", 0, 1024)
+        self.world.validate()
+        self.model.validate()
+
+
+@dataclass
+class ReportConfig:
+    """Bias report of a model on a world's test splits."""
+
+    model: str = ""
+    """Model directory (AutoProcessor + AutoModelForImageTextToText). Empty: train/reuse the default base."""
+    world_dir: str = ""
+    """World dataset directory. Empty: the default world (built or reused from the cache)."""
+    out: str = ""
+    """Where to write report.json and answers.jsonl. Empty: ``<model>/report``."""
+    batch_size: int = 64
+    """Prompts per generate call."""
+    max_new_tokens: int = 24
+    """Greedy decoding budget per answer."""
+    limit: int = 0
+    """Use only the first N images of each split (0: all)."""
+
+    def validate(self) -> None:
+        check_range(self, "batch_size", 1, 10_000)
+        check_range(self, "max_new_tokens", 1, 4096)
+        check_range(self, "limit", 0, 10_000_000)
