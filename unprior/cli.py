@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 from dataclasses import dataclass
 
@@ -38,6 +39,41 @@ COMMANDS: dict[str, Command] = {
         "unprior.world.config:ReportConfig",
         "unprior.world.report:run_report",
         "Print and save the bias report of a model on the world's test splits (greedy decoding).",
+    ),
+    "eval run": Command(
+        "unprior.eval.config:EvalConfig",
+        "unprior.eval.generation:run_eval_command",
+        "Answer one benchmark with one model (hf or vllm; base, full checkpoint or LoRA adapter) and score it.",
+    ),
+    "eval compare": Command(
+        "unprior.eval.compare:CompareConfig",
+        "unprior.eval.compare:run_compare_config",
+        "Table across eval runs (unprior eval compare RUN... [png=FILE]) and a bar chart.",
+    ),
+    "eval frontier": Command(
+        "unprior.eval.frontier:FrontierConfig",
+        "unprior.eval.frontier:run_frontier",
+        "Grounding frontier on the world: best counterfactual accuracy at matched in-distribution accuracy.",
+    ),
+    "pairs": Command(
+        "unprior.pairs.run:PairsConfig",
+        "unprior.pairs.run:run_pairs",
+        "Generate negatives (image weakening, error injection, rules, NaPO biases): sharded, resumable pairs run.",
+    ),
+    "pairs merge": Command(
+        "unprior.pairs.run:MergeConfig",
+        "unprior.pairs.run:run_merge",
+        "Merge the shards of a pairs run into one pairs file (optionally a TRL or LLaMA-Factory export).",
+    ),
+    "score": Command(
+        "unprior.score.config:ScoreConfig",
+        "unprior.score.reference:run_score",
+        "Reference log-probs of every response of a pairs file (cached by model, data and settings) + noise report.",
+    ),
+    "train": Command(
+        "unprior.train.config:TrainConfig",
+        "unprior.train.trainer:run_train",
+        "Preference-optimise a VLM (DPO/BPO/NaPO objectives) on accelerate with cached reference log-probs.",
     ),
     "demo": Command(
         "unprior.demo:DemoConfig",
@@ -79,6 +115,14 @@ def _command_help(name: str, cmd: Command) -> str:
     return "\n".join(out)
 
 
+def positional_runs(args: list[str]) -> list[str]:
+    """``["a", "b", "png=x"]`` -> ``["png=x", "runs=[a, b]"]``: run directories given without ``runs=``."""
+    runs = [a for a in args if "=" not in a and not a.startswith("-")]
+    if not runs:
+        return args
+    return [*(a for a in args if a not in runs), "runs=" + json.dumps(runs)]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     name, rest = _split_command(argv)
@@ -92,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"unprior {name}", add_help=False)
     parser.add_argument("--config", default=None)
     args, overrides = parser.parse_known_args(rest)
+    if name == "eval compare":  # `unprior eval compare RUN... [key=value]`: bare arguments are the runs
+        overrides = positional_runs(overrides)
     bad = [o for o in overrides if "=" not in o]
     if bad:
         print(f"unprior {name}: expected key=value, got {bad[0]!r}", file=sys.stderr)

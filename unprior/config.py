@@ -3,7 +3,8 @@
 Every stage has exactly one config dataclass (``WorldConfig``, ``BaseConfig``, ...). Each field carries its
 documentation as an attribute docstring (the string literal right after the field); ``--help`` and the docs read it
 from there, so there is one source of truth per field. Validation lives in ``validate()`` and raises
-:class:`ConfigError` naming the field.
+:class:`ConfigError` naming the field; :func:`from_dict` validates every nested config and prefixes the field's
+path (``image.noise``), so a ``validate()`` checks its own fields only.
 
 Example::
 

@@ -17,7 +17,7 @@ from unprior.losses import Responses, SeqLogps, global_mean, objective_loss, obj
 
 SHARDS = [slice(0, 2), slice(2, 5)]
 GLOBAL_KEYS = ["q/language_bias", "q/vision_bias", "q_margin/language_bias", "q_margin/vision_bias"]
-GLOBAL_KEYS += ["gamma/rejected", "gamma/language_bias", "gamma/vision_bias"]
+GLOBAL_KEYS += ["gamma/error_injection", "gamma/language_bias", "gamma/vision_bias"]
 
 
 def full_batch() -> tuple[Responses, dict[str, Responses]]:
@@ -31,7 +31,7 @@ def full_batch() -> tuple[Responses, dict[str, Responses]]:
         return Responses(SeqLogps(policy, counts), SeqLogps(reference, counts), mask)
 
     negatives = {
-        "rejected": responses(-2.0),
+        "error_injection": responses(-2.0),
         "language_bias": responses(-3.0, torch.tensor([True, True, False, True, True])),
         "vision_bias": responses(-9.0, torch.tensor([False, True, True, True, False])),
     }
@@ -78,4 +78,4 @@ def test_two_gloo_ranks_agree_with_one_process(tmp_path, monkeypatch):
     # The data must make the check meaningful: q strictly inside its clip range, γ not all equal.
     for kind in ("language_bias", "vision_bias"):
         assert 0.001 < whole.metrics[f"q/{kind}"].item() < 1, kind
-    assert whole.metrics["gamma/vision_bias"].item() > whole.metrics["gamma/rejected"].item()
+    assert whole.metrics["gamma/vision_bias"].item() > whole.metrics["gamma/error_injection"].item()

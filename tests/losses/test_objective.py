@@ -27,10 +27,10 @@ def batch(*, requires_grad: bool = False, lb_mask=None) -> tuple[Responses, dict
     """Two rows, β = 0.5 below.
 
     chosen:        policy [−1, −2] counts [1, 2]; reference [−2, −2]  → log-ratio [1, 0], averaged [1, 0]
-    rejected:      policy [−3, −2] counts [1, 1]; reference [−2, −2]  → log-ratio [−1, 0]
-                   ψ = [2, 0], z = β·ψ = [1, 0]; DPO = [0.3132617, 0.6931472]
-    language_bias: policy [−2, −1] counts [1, 1]; reference [−2, −2]  → log-ratio [0, 1], averaged [0, 1]
-                   ψ = [1, −1], z = [0.5, −0.5]; ψ_μ (no β) = [1 − 0, 0 − 1] = [1, −1]
+    error_injection: policy [−3, −2] counts [1, 1]; reference [−2, −2]  → log-ratio [−1, 0]
+                     ψ = [2, 0], z = β·ψ = [1, 0]; DPO = [0.3132617, 0.6931472]
+    language_bias:   policy [−2, −1] counts [1, 1]; reference [−2, −2]  → log-ratio [0, 1], averaged [0, 1]
+                     ψ = [1, −1], z = [0.5, −0.5]; ψ_μ (no β) = [1 − 0, 0 − 1] = [1, −1]
     """
     chosen = Responses(seq([-1.0, -2.0], [1, 2], requires_grad=requires_grad), seq([-2.0, -2.0], [1, 2]))
     rejected = Responses(seq([-3.0, -2.0], requires_grad=requires_grad), seq([-2.0, -2.0]))
@@ -39,12 +39,12 @@ def batch(*, requires_grad: bool = False, lb_mask=None) -> tuple[Responses, dict
         seq([-2.0, -2.0]),
         None if lb_mask is None else torch.tensor(lb_mask),
     )
-    return chosen, {"rejected": rejected, "language_bias": language_bias}
+    return chosen, {"error_injection": rejected, "language_bias": language_bias}
 
 
 def config(**overrides) -> ObjectiveConfig:
     kinds = {
-        "rejected": KindConfig(loss="dpo", weight=0.5),
+        "error_injection": KindConfig(loss="dpo", weight=0.5),
         "language_bias": KindConfig(loss="napo", weight=2.0, q_mode="dynamic", margin="avg", alpha=math.log(3)),
     }
     cfg = ObjectiveConfig(kinds=kinds, beta=0.5, **overrides)
@@ -62,10 +62,10 @@ def test_fixed_gamma_dynamic_q_hand_computed():
     m = out.metrics
     assert m["q/language_bias"].item() == pytest.approx(1.0)
     assert m["q_margin/language_bias"].item() == pytest.approx(0.0)
-    assert m["gamma/rejected"].item() == 0.5 and m["gamma/language_bias"].item() == 2.0
-    assert m["accuracy/rejected"].item() == 0.5  # margins [1, 0]: a tie is not a win
-    assert m["rewards/margins/rejected"].item() == pytest.approx(0.5)  # mean(β·ψ) = mean([1, 0])
-    assert m["loss/rejected"].item() == pytest.approx((0.3132616875182228 + math.log(2)) / 2)
+    assert m["gamma/error_injection"].item() == 0.5 and m["gamma/language_bias"].item() == 2.0
+    assert m["accuracy/error_injection"].item() == 0.5  # margins [1, 0]: a tie is not a win
+    assert m["rewards/margins/error_injection"].item() == pytest.approx(0.5)  # mean(β·ψ) = mean([1, 0])
+    assert m["loss/error_injection"].item() == pytest.approx((0.3132616875182228 + math.log(2)) / 2)
     assert m["loss"].item() == pytest.approx((0.9117121813554022 + 1.5914922526836819) / 2)
 
 
@@ -83,11 +83,11 @@ def test_masked_rows_drop_out_of_loss_and_q():
 
 
 def test_dynamic_gamma_hand_computed():
-    """Mean reward margins: rejected mean(β·[2, 0]) = 0.5; language_bias mean(β·[1, −1]) = 0.
+    """Mean reward margins: error_injection mean(β·[2, 0]) = 0.5; language_bias mean(β·[1, −1]) = 0.
     w = [0.51, 0.01] (ε = 0.01) → γ = [0.51/0.52, 0.01/0.52] = [0.980769, 0.019231]; the fixed weights are unused."""
     chosen, negatives = batch()
     out = objective_loss(chosen, negatives, config(gamma="dynamic"))
-    assert out.metrics["gamma/rejected"].item() == pytest.approx(0.51 / 0.52)
+    assert out.metrics["gamma/error_injection"].item() == pytest.approx(0.51 / 0.52)
     assert out.metrics["gamma/language_bias"].item() == pytest.approx(0.01 / 0.52)
     mae = torch.tensor([1 - sigmoid(0.5), 1 - sigmoid(-0.5)], dtype=torch.float64)
     dpo = torch.tensor([0.3132616875182228, math.log(2)], dtype=torch.float64)
@@ -103,10 +103,10 @@ def test_q_and_gamma_carry_no_gradient():
     grads = torch.autograd.grad(out.losses.sum(), [chosen.policy.sum, negatives["language_bias"].policy.sum])
 
     g, q = out.metrics, out.metrics["q/language_bias"]
-    rej, lb = negatives["rejected"], negatives["language_bias"]
+    rej, lb = negatives["error_injection"], negatives["language_bias"]
     dpo = dpo_loss(chosen.policy, rej.policy, chosen.reference, rej.reference, beta=0.5).losses
     napo = napo_loss(chosen.policy, lb.policy, chosen.reference, lb.reference, beta=0.5, q=q).losses
-    manual = g["gamma/rejected"] * dpo + g["gamma/language_bias"] * napo
+    manual = g["gamma/error_injection"] * dpo + g["gamma/language_bias"] * napo
     expected = torch.autograd.grad(manual.sum(), [chosen.policy.sum, lb.policy.sum])
     for got, want in zip(grads, expected, strict=True):
         assert_close(got, want)
@@ -127,11 +127,11 @@ def test_sft_and_mdpo_terms():
     [0.4740770, 0.6931472]. Conditional: corrupted-image chosen has log-ratio [−1, 0], so the pair margin is ψ = [2, 0]
     and the term equals the DPO numbers [0.3132617, 0.6931472]."""
     chosen, negatives = batch()
-    corrupted = negatives["rejected"]
+    corrupted = negatives["error_injection"]
     cfg = ObjectiveConfig(
-        kinds={"rejected": KindConfig(weight=0.0)}, beta=0.5, sft_weight=1.0, conditional_weight=1.0, anchor_weight=1.0
+        kinds={"error_injection": KindConfig(weight=0.0)}, beta=0.5, sft_weight=1.0, conditional_weight=1.0, anchor_weight=1.0
     )
-    out = objective_loss(chosen, {"rejected": negatives["rejected"]}, cfg, corrupted=corrupted)
+    out = objective_loss(chosen, {"error_injection": negatives["error_injection"]}, cfg, corrupted=corrupted)
     expected = [1 + 0.4740769841801067 + 0.3132616875182228, 1 + math.log(2) + math.log(2)]
     assert_close(out.losses, torch.tensor(expected, dtype=torch.float64))
     for key in ("loss/sft", "loss/conditional", "loss/anchor", "rewards/margins/conditional"):
@@ -144,7 +144,7 @@ def test_metric_keys_are_stable_and_per_kind():
     per_kind = ["loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "accuracy", "logps/rejected"]
     per_kind += ["present", "gamma"]
     expected = {"loss", "logps/chosen", "q/language_bias", "q_margin/language_bias"}
-    expected |= {f"{key}/{kind}" for key in per_kind for kind in ("rejected", "language_bias")}
+    expected |= {f"{key}/{kind}" for key in per_kind for kind in ("error_injection", "language_bias")}
     assert keys == expected
     # Same keys when a kind is absent from every row of the batch.
     chosen, negatives = batch(lb_mask=[False, False])
@@ -161,9 +161,9 @@ def test_kind_absent_everywhere_adds_nothing():
 
 def test_reference_free_objective_needs_no_reference():
     chosen, negatives = batch()
-    cfg = ObjectiveConfig(kinds={"rejected": KindConfig(loss="simpo", beta=2.0)}, sft_weight=1.0)
+    cfg = ObjectiveConfig(kinds={"error_injection": KindConfig(loss="simpo", beta=2.0)}, sft_weight=1.0)
     assert not cfg.needs_reference
-    free = {"rejected": Responses(negatives["rejected"].policy)}
+    free = {"error_injection": Responses(negatives["error_injection"].policy)}
     out = objective_loss(Responses(chosen.policy), free, cfg)
     assert out.losses.shape == (2,)
 
@@ -171,11 +171,11 @@ def test_reference_free_objective_needs_no_reference():
 def test_input_errors_are_explicit():
     chosen, negatives = batch()
     with pytest.raises(ValueError, match="do not match"):
-        objective_loss(chosen, {"rejected": negatives["rejected"]}, config())
+        objective_loss(chosen, {"error_injection": negatives["error_injection"]}, config())
     with pytest.raises(ValueError, match="reference log-probs are needed for language_bias"):
-        objective_loss(chosen, negatives | {"language_bias": Responses(negatives["rejected"].policy)}, config())
+        objective_loss(chosen, negatives | {"language_bias": Responses(negatives["error_injection"].policy)}, config())
     with pytest.raises(ValueError, match="corrupted"):
-        objective_loss(chosen, {"rejected": negatives["rejected"]}, objective_preset("mdpo"))
+        objective_loss(chosen, {"error_injection": negatives["error_injection"]}, objective_preset("mdpo"))
 
 
 def test_napo_preset_runs_on_three_kinds():

@@ -7,6 +7,7 @@ import pytest
 
 from unprior.config import ConfigError, describe, from_dict, load_config
 from unprior.losses import PRESETS, KindConfig, ObjectiveConfig, objective_preset
+from unprior.pairs.schema import NEGATIVE_KINDS
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "objective"
 YAMLS = sorted(CONFIG_DIR.glob("*.yaml"))
@@ -24,24 +25,36 @@ def test_every_shipped_yaml_loads_and_validates(path):
         assert cfg == objective_preset(path.stem)
 
 
-def test_napo_preset_is_the_paper_configuration():
-    cfg = objective_preset("napo")
+@pytest.mark.parametrize(("name", "original"), [("napo", "error_injection"), ("napo_original", "original")])
+def test_napo_preset_is_the_paper_configuration(name, original):
+    cfg = objective_preset(name)
     assert cfg.beta == 0.1 and cfg.gamma == "dynamic"
-    assert cfg.kinds["rejected"].loss == "dpo"
+    assert set(cfg.kinds) == {original, "language_bias", "vision_bias"}
+    assert cfg.kinds[original].loss == "dpo"
     lb, vb = cfg.kinds["language_bias"], cfg.kinds["vision_bias"]
     assert (lb.loss, lb.q_mode, lb.margin, lb.alpha, lb.q_formula) == ("napo", "dynamic", "avg", 0.5, "code")
     assert (vb.loss, vb.q_mode, vb.margin, vb.alpha, vb.q_formula) == ("napo", "dynamic", "sum", 0.01, "code")
 
 
-def test_bpo_preset_is_dpo_on_every_kind():
+def test_bpo_preset_is_dpo_on_its_two_negative_kinds():
     cfg = objective_preset("bpo")
-    assert set(cfg.kinds) == set(objective_preset("napo").kinds)
+    assert set(cfg.kinds) == {"image_weakening", "error_injection"}
     assert all(kind.loss == "dpo" and kind.weight == 1.0 for kind in cfg.kinds.values())
 
 
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_preset_kinds_are_negative_kinds_of_the_pairs_data(name):
+    """Presets name the kinds the pairs stage emits, so they train on a pairs file without renaming."""
+    assert set(objective_preset(name).kinds) <= set(NEGATIVE_KINDS)
+
+
+def test_default_objective_is_the_dpo_preset():
+    assert ObjectiveConfig() == objective_preset("dpo")
+
+
 def test_presets_are_fresh_copies():
-    objective_preset("napo").kinds["rejected"].weight = 7.0
-    assert objective_preset("napo").kinds["rejected"].weight == 1.0
+    objective_preset("napo").kinds["error_injection"].weight = 7.0
+    assert objective_preset("napo").kinds["error_injection"].weight == 1.0
     with pytest.raises(KeyError, match="unknown objective preset"):
         objective_preset("nope")
 

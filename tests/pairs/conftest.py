@@ -51,3 +51,56 @@ def world(tmp_path: Path) -> Path:
     write_jsonl(root / "train.jsonl", rows)
     (root / "manifest.json").write_text("{}")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory) -> Path:
+    """A small synthetic world (unprior source format, ~70 train rows)."""
+    from .tiny import build_tiny_world
+
+    return build_tiny_world(tmp_path_factory.mktemp("tiny-world") / "world", n_train=12)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, tiny_world: Path) -> Path:
+    """A random-weight tiny LLaVA with a tokenizer trained on the world's text, saved like a hub model."""
+    from .tiny import build_tiny_model
+
+    return build_tiny_model(tiny_world, tmp_path_factory.mktemp("tiny-model") / "model")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Two shared CPU cores: keep torch to one thread in every pairs test."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def pytest_collection_finish(session) -> None:
+    """Start the `transformers serve` test server early, so its start-up overlaps with other tests."""
+    if any("served_llm" in getattr(item, "fixturenames", ()) for item in session.items):
+        try:
+            import fastapi  # noqa: F401
+            import uvicorn  # noqa: F401
+        except ImportError:
+            return
+        from .tiny import TinyServer
+
+        TinyServer.start()
+
+
+@pytest.fixture(scope="session")
+def served_llm():
+    """(base_url, model name) of `transformers serve` (the transformers[serving] extra) with a tiny text LLM."""
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
+    from .tiny import TinyServer
+
+    TinyServer.start()
+    TinyServer.wait_ready()
+    yield TinyServer.url, TinyServer.model
+    TinyServer.stop()

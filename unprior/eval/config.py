@@ -11,7 +11,7 @@ from unprior.config import check_range, fail
 @dataclass
 class EvalConfig:
     benchmark: str = "pope"
-    """Registered benchmark name: pope, chair, object_halbench, amber, vlind, mmhal (and the world benchmarks)."""
+    """Registered benchmark name: pope, chair, object_halbench, amber, vlind, mmhal, world."""
     options: dict[str, Any] = field(default_factory=dict)
     """The benchmark's own options (data paths, protocol variants); see docs/eval.md for each benchmark's fields."""
     out_dir: str = "runs/eval"

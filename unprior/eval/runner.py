@@ -41,8 +41,13 @@ class RunMismatchError(RuntimeError):
     """The output directory holds answers made under different settings."""
 
 
+def model_label(label: str, model: str, adapter: str) -> str:
+    """A run's row name in ``compare``: ``label``, else the adapter's or model's folder name."""
+    return label or Path(adapter or model or "model").name
+
+
 def default_label(cfg: EvalConfig) -> str:
-    return cfg.label or Path(cfg.adapter or cfg.model or "model").name
+    return model_label(cfg.label, cfg.model, cfg.adapter)
 
 
 def generation_settings(cfg: EvalConfig, bench: Benchmark) -> dict[str, Any]:
@@ -155,7 +160,7 @@ def run_eval(cfg: EvalConfig, generate_fn: GenerateFn | None = None, model_info:
     metrics = bench.aggregate(items, scores)
     results = _results(cfg, bench, settings, metrics, len(items), n_new, model_info or {})
     write_json(out / RESULTS, results)
-    console.print(summary(results), markup=False, highlight=False)
+    console.print(summary(results), markup=False, highlight=False, soft_wrap=True)
     return results
 
 

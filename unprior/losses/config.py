@@ -1,8 +1,14 @@
 """The objective's config (Eq. 14, per negative kind) and its named presets.
 
 Load one with ``load_config(ObjectiveConfig, "configs/objective/napo.yaml", ["kinds.vision_bias.alpha=0.05"])``
-or get a preset by name with :func:`objective_preset`. Kind names are the negative kinds of the pairs data
-(``rejected``, ``language_bias``, ``vision_bias`` in the presets); the objective refuses inputs whose kinds differ.
+or get a preset by name with :func:`objective_preset`.
+
+Kind names are the negative kinds of the pairs data (:data:`unprior.pairs.schema.NEGATIVE_KINDS`: ``original``,
+``image_weakening``, ``error_injection``, ``language_bias``, ``vision_bias``); the name of a kind in ``kinds`` says
+which negatives play that term's role. NaPO's Eq. 14 has an "original pair" term (RLAIF-V's own rejected answer,
+kind ``original``). Generated datasets such as the embedded world have no source rejected answer, so the default
+presets give that role to the error-injected negatives (``error_injection``, BPO's text-LLM rewrites of the chosen
+answer); the ``*_original`` presets keep the paper's ``original``. The objective refuses inputs whose kinds differ.
 """
 
 from __future__ import annotations
@@ -16,6 +22,11 @@ from unprior.config import ConfigError, check_choice, check_range, fail
 from unprior.losses.table import LOSSES
 
 KIND_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+ORIGINAL_ROLE = "error_injection"
+"""The kind that plays NaPO's "original pair" role (Eq. 14's L_DPO term) in the default presets: generated pairs
+have no source rejected answer, so BPO's error-injected negative stands in for it. The ``*_original`` presets use
+``original`` (the source dataset's rejected answer, e.g. RLAIF-V)."""
 
 
 @dataclass
@@ -59,8 +70,9 @@ class KindConfig:
 class ObjectiveConfig:
     """The training objective ``Σ_k γ_k·L_k`` over negative kinds (NaPO Eq. 14), plus optional extra terms."""
 
-    kinds: dict[str, KindConfig] = field(default_factory=lambda: {"rejected": KindConfig()})
-    """Negative kinds, by name (letters, digits, _ and -), each with its loss; the default is plain DPO."""
+    kinds: dict[str, KindConfig] = field(default_factory=lambda: {ORIGINAL_ROLE: KindConfig()})
+    """Negative kinds of the pairs data, by name (letters, digits, _ and -), each with its loss; the default is plain
+    DPO on the error-injected negatives (preset ``dpo``)."""
     beta: float = 0.1
     """β shared by every kind that does not set its own, and by the mDPO terms (both papers use 0.1)."""
     gamma: Literal["fixed", "dynamic"] = "fixed"
@@ -113,28 +125,33 @@ def _validate_kind(name: str, kind: KindConfig) -> None:
         raise ConfigError(str(e).replace("config field '", f"config field 'kinds.{name}.", 1)) from None
 
 
-def _paper_kinds() -> dict[str, KindConfig]:
+def _napo_kinds(original: str) -> dict[str, KindConfig]:
+    """NaPO's three terms (Eq. 14), with ``original`` naming the kind that plays the original pair."""
     return {
-        "rejected": KindConfig(loss="dpo"),
+        original: KindConfig(loss="dpo"),
         "language_bias": KindConfig(loss="napo", q_mode="dynamic", margin="avg", alpha=0.5),
         "vision_bias": KindConfig(loss="napo", q_mode="dynamic", margin="sum", alpha=0.01),
     }
 
 
-def _napo_fixed() -> ObjectiveConfig:
-    kinds = _paper_kinds()
-    for name, weight in (("rejected", 0.04), ("language_bias", 0.48), ("vision_bias", 0.48)):
+def _napo_fixed(original: str) -> ObjectiveConfig:
+    kinds = _napo_kinds(original)
+    for name, weight in ((original, 0.04), ("language_bias", 0.48), ("vision_bias", 0.48)):
         kinds[name].weight = weight
     return ObjectiveConfig(kinds=kinds, gamma="fixed")
 
 
 PRESETS: dict[str, Callable[[], ObjectiveConfig]] = {
-    "dpo": lambda: ObjectiveConfig(kinds={"rejected": KindConfig(loss="dpo")}),
-    "bpo": lambda: ObjectiveConfig(kinds={name: KindConfig(loss="dpo") for name in _paper_kinds()}),
-    "napo": lambda: ObjectiveConfig(kinds=_paper_kinds(), gamma="dynamic"),
-    "napo_fixed": _napo_fixed,
+    "dpo": lambda: ObjectiveConfig(kinds={ORIGINAL_ROLE: KindConfig(loss="dpo")}),
+    "dpo_original": lambda: ObjectiveConfig(kinds={"original": KindConfig(loss="dpo")}),
+    "bpo": lambda: ObjectiveConfig(
+        kinds={"image_weakening": KindConfig(loss="dpo"), "error_injection": KindConfig(loss="dpo")}
+    ),
+    "napo": lambda: ObjectiveConfig(kinds=_napo_kinds(ORIGINAL_ROLE), gamma="dynamic"),
+    "napo_original": lambda: ObjectiveConfig(kinds=_napo_kinds("original"), gamma="dynamic"),
+    "napo_fixed": lambda: _napo_fixed(ORIGINAL_ROLE),
     "mdpo": lambda: ObjectiveConfig(
-        kinds={"rejected": KindConfig(loss="dpo")}, conditional_weight=1.0, anchor_weight=1.0
+        kinds={ORIGINAL_ROLE: KindConfig(loss="dpo")}, conditional_weight=1.0, anchor_weight=1.0
     ),
 }
 """Named objectives; each is also shipped as ``configs/objective/<name>.yaml`` (a test keeps them equal)."""
@@ -143,10 +160,14 @@ PRESETS: dict[str, Callable[[], ObjectiveConfig]] = {
 def objective_preset(name: str) -> ObjectiveConfig:
     """A fresh, validated copy of a named objective.
 
-    - ``dpo``: DPO on the original pair only (NaPO Table 1, "L_DPO w/ RLAIF-V").
-    - ``bpo``: plain DPO with weight 1 on every negative kind (BPO's objective).
-    - ``napo``: the paper (Eq. 14): DPO on ``rejected``; NaPO on ``language_bias`` with dynamic q from ψ_μ,
-      α = 0.5; NaPO on ``vision_bias`` with dynamic q from ψ_Σ, α = 0.01; β = 0.1; dynamic γ (Eq. 13).
+    The original-pair role is played by ``error_injection`` (:data:`ORIGINAL_ROLE`) unless the name ends in
+    ``_original``, where it is the source dataset's own rejected answer (``original``).
+
+    - ``dpo`` / ``dpo_original``: DPO on the original pair only (NaPO Table 1, "L_DPO w/ RLAIF-V").
+    - ``bpo``: plain DPO, weight 1, on BPO's two negative kinds, ``image_weakening`` and ``error_injection``.
+    - ``napo`` / ``napo_original``: the paper (Eq. 14): DPO on the original pair; NaPO on ``language_bias`` with
+      dynamic q from ψ_μ, α = 0.5; NaPO on ``vision_bias`` with dynamic q from ψ_Σ, α = 0.01; β = 0.1; dynamic γ
+      (Eq. 13).
     - ``napo_fixed``: as ``napo`` with the fixed weights 0.04 / 0.48 / 0.48 of the official code's later runs.
     - ``mdpo``: DPO plus mDPO's conditional image term and anchor, weight 1 each (NaPO's strongest baseline).
 

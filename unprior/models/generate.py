@@ -2,10 +2,20 @@
 
 This is the ``hf`` generation path shared by the world report, ``unprior pairs`` and ``unprior eval``: chat template
 from the processor, images through the processor, one ``generate`` call per batch.
+
+Beyond plain prompts it covers what the negative strategies need:
+
+- BPO image weakening on the *processor's pixel tensor* (papers.md §1.2 step 2): a prompt with ``noise_step = t``
+  gets forward-diffusion noise at step ``t`` on its own rows of ``pixel_values``, drawn from a generator seeded with
+  its ``noise_seed``, so the noise does not depend on which other prompts share the batch;
+- NaPO's views (§2.2): a prompt without an image (no image token at all, N6) and an image with an empty question
+  (the user turn is the image alone, N7);
+- text-only causal LMs (the error injector's LLM): pass the tokenizer as ``processor``.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,26 +31,106 @@ class Prompt:
     text: str
     image: Image.Image | None = None
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
+    system: str | None = None
+    """Optional system message (the error injector's instructions go in the user turn; this is for chat LLMs)."""
+    noise_step: int = 0
+    """Diffusion step t of the noise added to this prompt's pixel tensor (0: none; BPO uses 900)."""
+    noise_seed: int = 0
+    """Seed of that noise (one ``torch.Generator`` per prompt)."""
 
 
-def chat_text(processor, text: str, has_image: bool) -> str:
-    parts: list[dict[str, str]] = [{"type": "image"}] if has_image else []
-    if text:
-        parts.append({"type": "text", "text": text})
-    messages = [{"role": "user", "content": parts}]
+def chat_messages(text: str, has_image: bool, system: str | None = None) -> list[dict[str, Any]]:
+    """The chat for one user turn: ``[image part][text part]`` with an image, a plain string without one.
+
+    An empty ``text`` with an image gives a user turn holding only the image (NaPO's vision-biased prompt).
+    Text-only turns use string content, which every chat template accepts.
+    """
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+    if has_image:
+        parts: list[dict[str, str]] = [{"type": "image"}]
+        if text:
+            parts.append({"type": "text", "text": text})
+        messages.append({"role": "user", "content": parts})
+    else:
+        messages.append({"role": "user", "content": text})
+    return messages
+
+
+def chat_text(processor, text: str, has_image: bool, system: str | None = None) -> str:
+    """The templated prompt string (generation prompt added) for ``processor`` (a processor or a tokenizer)."""
+    messages = chat_messages(text, has_image, system)
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
+def tokenizer_of(processor):
+    """The tokenizer inside a processor, or the object itself when it is a tokenizer (text-only LMs)."""
+    return getattr(processor, "tokenizer", processor)
+
+
+def pixel_slices(enc: dict[str, torch.Tensor], n: int) -> list[slice]:
+    """Which rows of ``enc["pixel_values"]`` belong to each of the ``n`` prompts of a batch (one image each).
+
+    Qwen-VL processors flatten every image's patches into one (sum of patches, D) tensor; ``image_grid_thw`` gives
+    each image's patch count. Other processors (LLaVA's (B, C, H, W), Idefics3's (B, N, C, H, W)) put one leading
+    row per prompt.
+    """
+    pixels = enc["pixel_values"]
+    if "image_grid_thw" in enc:
+        counts = [int(c) for c in enc["image_grid_thw"].prod(dim=-1)]
+        if len(counts) != n or sum(counts) != pixels.shape[0]:
+            raise ValueError(f"image_grid_thw {counts} does not match {n} prompts / {pixels.shape[0]} rows")
+        ends = list(itertools.accumulate(counts))
+        return [slice(end - c, end) for c, end in zip(counts, ends, strict=True)]
+    if pixels.shape[0] != n:
+        raise ValueError(f"pixel_values has {pixels.shape[0]} leading rows for {n} prompts; cannot noise per prompt")
+    return [slice(i, i + 1) for i in range(n)]
+
+
+def _noise_pixels(enc: dict[str, torch.Tensor], batch: Sequence[Prompt]) -> None:
+    if not any(p.noise_step for p in batch):
+        return
+    from unprior.pairs.perturb import diffusion_noise_tensor
+
+    pixels = enc["pixel_values"]
+    noised = pixels.clone()
+    for p, rows in zip(batch, pixel_slices(enc, len(batch)), strict=True):
+        if p.noise_step:
+            gen = torch.Generator().manual_seed(p.noise_seed)
+            noised[rows] = diffusion_noise_tensor(pixels[rows], p.noise_step, generator=gen)
+    enc["pixel_values"] = noised
+
+
 def _encode(processor, batch: Sequence[Prompt]) -> dict[str, torch.Tensor]:
-    texts = [chat_text(processor, p.text, p.image is not None) for p in batch]
+    texts = [chat_text(processor, p.text, p.image is not None, p.system) for p in batch]
     images = [p.image for p in batch if p.image is not None]
     if images and len(images) != len(batch):
         raise ValueError("a generation batch mixes prompts with and without images; group them first")
-    tok = processor.tokenizer
+    tok = tokenizer_of(processor)
     tok.padding_side = "left"
     if images:
-        return processor(images=images, text=texts, return_tensors="pt", padding=True)
+        enc = processor(images=images, text=texts, return_tensors="pt", padding=True)
+        _noise_pixels(enc, batch)
+        return enc
+    if any(p.noise_step for p in batch):
+        raise ValueError("noise_step needs an image")
     return tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+
+
+def _to_model(enc, model) -> dict[str, Any]:
+    """Move the batch to the model's device; floating tensors (pixels) to the model's dtype."""
+    out = {}
+    for k, v in enc.items():
+        if isinstance(v, torch.Tensor):
+            v = v.to(model.device, dtype=model.dtype if v.is_floating_point() else None)
+        out[k] = v
+    return out
+
+
+def _groups(prompts: Sequence[Prompt]) -> list[list[int]]:
+    """Indices of prompts with images, then without (each group is batched on its own)."""
+    with_image = [i for i, p in enumerate(prompts) if p.image is not None]
+    without = [i for i, p in enumerate(prompts) if p.image is None]
+    return [g for g in (with_image, without) if g]
 
 
 @torch.no_grad()
@@ -54,29 +144,42 @@ def generate(
     do_sample: bool = False,
     temperature: float = 1.0,
     top_p: float = 1.0,
+    top_k: int = 0,
     num_beams: int = 1,
     seed: int = 0,
     on_batch: Callable[[int], None] | None = None,
 ) -> list[str]:
-    """Answers for ``prompts`` in order. Greedy by default; prompts with and without images are batched apart."""
+    """Answers for ``prompts`` in order. Greedy by default; prompts with and without images are batched apart.
+
+    Args:
+        model: Any ``generate``-capable transformers model (image-text-to-text, or a causal LM for text prompts).
+        processor: Its processor, or its tokenizer for a text-only model.
+        prompts: Requests; see :class:`Prompt` for pixel noise and the NaPO views.
+        batch_size: Prompts per ``generate`` call (left padded).
+        max_new_tokens: Generation budget per answer.
+        do_sample: Sample (with ``temperature``, ``top_p``, ``top_k``) instead of greedy / beam search.
+        temperature: Sampling temperature (BPO image weakening: 0.2).
+        top_p: Nucleus sampling mass.
+        top_k: Top-k cut-off for sampling (0: off).
+        num_beams: Beam width (NaPO generates its biased answers with 3 beams, greedy).
+        seed: ``torch.manual_seed`` before generating, so a sampled call is reproducible for the same batches.
+        on_batch: Called with the batch size after each ``generate`` call (progress bars).
+    """
     model.eval()
-    out: list[str | None] = [None] * len(prompts)
-    groups: dict[bool, list[int]] = {True: [], False: []}
-    for i, p in enumerate(prompts):
-        groups[p.image is not None].append(i)
-    gen = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, num_beams=num_beams)
+    out: list[str] = [""] * len(prompts)
+    gen: dict[str, Any] = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, num_beams=num_beams)
     if do_sample:
-        gen.update(temperature=temperature, top_p=top_p)
-        torch.manual_seed(seed)
-    tok = processor.tokenizer
-    for idx in groups.values():
+        gen.update(temperature=temperature, top_p=top_p, top_k=top_k)
+    torch.manual_seed(seed)
+    tok = tokenizer_of(processor)
+    for idx in _groups(prompts):
         for start in range(0, len(idx), batch_size):
             chunk = idx[start : start + batch_size]
-            enc = _encode(processor, [prompts[i] for i in chunk])
+            enc = _to_model(_encode(processor, [prompts[i] for i in chunk]), model)
             seqs = model.generate(**enc, **gen, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
             texts = tok.batch_decode(seqs[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
             for i, t in zip(chunk, texts, strict=True):
                 out[i] = t.strip()
             if on_batch is not None:
                 on_batch(len(chunk))
-    return [o or "" for o in out]
+    return out

@@ -35,12 +35,16 @@ def chat_template(image_token: str) -> str:
 
 
 def train_tokenizer(
-    corpus: Iterable[str], vocab_size: int = 400, image_tokens: tuple[str, ...] = ("<image>",)
+    corpus: Iterable[str],
+    vocab_size: int = 400,
+    image_tokens: tuple[str, ...] = ("<image>",),
+    image_part: str | None = None,
 ) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE on ``corpus`` and wrap it as a left-padding ``PreTrainedTokenizerFast``.
 
-    ``<|end|>`` is the EOS token, so generation stops at the end of a turn. The first of ``image_tokens`` is used
-    by the chat template for image parts.
+    ``<|end|>`` is the EOS token, so generation stops at the end of a turn. The chat template renders an image part
+    as ``image_part`` (default: the first of ``image_tokens``; Qwen2-VL needs
+    ``<|vision_start|><|image_pad|><|vision_end|>``, see platform.md §3).
     """
     special = [PAD, BOS, EOS, *ROLE_TOKENS, *image_tokens]
     tok = Tokenizer(models.BPE())
@@ -62,5 +66,5 @@ def train_tokenizer(
         padding_side="left",
         clean_up_tokenization_spaces=False,
     )
-    wrapped.chat_template = chat_template(image_tokens[0])
+    wrapped.chat_template = chat_template(image_tokens[0] if image_part is None else image_part)
     return wrapped

@@ -33,7 +33,7 @@ class ImageConfig:
         check_range(self, "size", 8, 512)
         check_range(self, "cell", 4, 64)
         if self.size % self.cell:
-            fail("image.size", f"must be a multiple of image.cell ({self.cell}), got {self.size}")
+            fail("size", f"must be a multiple of cell ({self.cell}), got {self.size}")
         check_range(self, "max_objects", 1, (self.size // self.cell) ** 2)
         check_range(self, "saturation_lo", 0.0, 1.0)
         check_range(self, "saturation_hi", self.saturation_lo, 1.0)
@@ -74,7 +74,6 @@ class WorldConfig:
         check_range(self, "pair_strength", 0.0, 1.0)
         check_range(self, "two_groups", 0.0, 1.0)
         check_range(self, "pope_per_image", 1, 4)
-        self.image.validate()
 
 
 @dataclass
@@ -98,7 +97,7 @@ class ModelConfig:
         for name in ("vision_hidden", "vision_layers", "text_hidden", "text_layers", "text_heads"):
             check_range(self, name, 1, 8192)
         if self.text_hidden % self.text_heads:
-            fail("model.text_hidden", f"must be divisible by text_heads ({self.text_heads})")
+            fail("text_hidden", f"must be divisible by text_heads ({self.text_heads})")
         check_range(self, "vocab_size", 300, 100_000)
 
 
@@ -137,8 +136,6 @@ class BaseConfig:
         check_range(self, "lr", 0.0, 1.0)
         check_range(self, "warmup_steps", 0, 10_000_000)
         check_range(self, "threads", 0, 1024)
-        self.world.validate()
-        self.model.validate()
 
 
 @dataclass

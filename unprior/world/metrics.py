@@ -13,9 +13,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from unprior.eval.benchmarks.pope import parse_pope
 from unprior.world.spec import CATEGORY_NAMES, COLOUR_NAMES, canonical, partner
 
-PARSER_VERSION = "world-1"
+PARSER_VERSION = "world-2"
+"""world-2: yes/no answers use the official POPE parser (world-1 lowercased every word first)."""
 _WORD = re.compile(r"[a-z]+")
 
 
@@ -29,9 +31,12 @@ def parse_colour(answer: str) -> str | None:
 
 
 def parse_yes_no(answer: str) -> str:
-    """POPE's rule: keep the first sentence; 'no' or 'not' among its words means no, anything else yes."""
-    first = answer.split(".")[0]
-    return "no" if {"no", "not"} & set(words(first)) else "yes"
+    """POPE's official rule (one implementation: :func:`unprior.eval.benchmarks.pope.parse_pope`).
+
+    Keep the first sentence, drop commas, split on spaces: a ``No``, ``not`` or ``no`` token means no, anything
+    else yes.
+    """
+    return parse_pope(answer)
 
 
 def parse_objects(answer: str) -> list[tuple[str | None, str]]:

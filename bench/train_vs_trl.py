@@ -1,0 +1,275 @@
+"""Benchmark: ``unprior train`` against TRL 1.16's DPOTrainer on the same model, pairs, batch and sigmoid loss.
+
+Usage::
+
+    python bench/train_vs_trl.py                      # tiny and small LLaVA, batch 8, 30 steps, 3 repetitions
+    python bench/train_vs_trl.py --sizes tiny --steps 20 --repeats 1
+
+Every measurement runs in its own process, one after the other, alternating the sides within each repetition (so
+machine load hits both alike), all with one torch thread. Each worker imports the same libraries (torch,
+transformers, trl, datasets, unprior) before its baseline, so the memory numbers compare training, not imports.
+
+- pairs/s: ``batch × steps / wall time`` of the steady steps (the first ``--warmup`` steps are excluded); the wall
+  time covers everything a step does (data, collation, forward, backward, optimizer).
+- peak memory: ``ru_maxrss`` at the end minus ``ru_maxrss`` after imports (the training's own peak resident memory:
+  model, reference, optimizer state, activations, data); the process totals are printed too.
+- step-0 loss: both sides must log the same first loss (log 2 = 0.693147: policy equals reference).
+
+Both sides do full fine-tuning of every parameter in fp32, AdamW, cosine schedule without warm-up, clipping at 1.0,
+no activation checkpointing (TRL's default is on, which would slow it down 1.75×; platform.md §4). TRL runs its
+reference forward every step (it refuses precomputed reference log-probs for vision data); unprior reads them from
+the ``unprior score`` cache, which is filled once beforehand (its cost is reported on its own line). "unprior
+(naive)" is unprior with the shared prefix switched off, to separate the two savings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SIZES = {
+    "tiny": dict(image_size=32, patch_size=8, vision_hidden=32, vision_layers=2, text_hidden=64, text_layers=2),
+    "small": dict(image_size=64, patch_size=8, vision_hidden=64, vision_layers=2, text_hidden=128, text_layers=4),
+}
+"""The platform.md §3/§5 timing models: 16 and 64 image tokens."""
+SIDES = ("trl", "unprior", "unprior_naive")
+PROMPT = "Describe the image."
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def heavy_imports() -> None:
+    """Import everything either side needs, before the memory baseline."""
+    import datasets  # noqa: F401
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+    import trl  # noqa: F401
+
+    import unprior.score.reference  # noqa: F401
+    import unprior.train.trainer  # noqa: F401
+
+
+# ----------------------------------------------------------------------------------------------------- data
+
+
+def build(size: str, root: Path, n_rows: int) -> tuple[Path, Path]:
+    """A random tiny LLaVA of ``size`` and ``n_rows`` pairs (embedded images, one error_injection negative)."""
+    import numpy as np
+    from PIL import Image
+
+    from unprior.models.tiny import build_tiny_llava, save_model
+    from unprior.models.tokenizer import train_tokenizer
+    from unprior.pairs.schema import Negative, PairRow, write_pairs
+
+    colours = ["red", "green", "blue", "yellow", "purple", "orange", "pink", "cyan"]
+    objects = ["apple", "banana", "frog", "bear", "crow", "whale", "pig", "grape"]
+    rng = np.random.default_rng(0)
+    rows, corpus = [], [PROMPT]
+    for i in range(n_rows):
+        c, o, x = (rng.integers(8) for _ in range(3))
+        chosen = f"A {colours[c]} {objects[o]} and a {colours[x]} {objects[(o + 1) % 8]}."
+        rejected = f"A {colours[(c + 1) % 8]} {objects[o]} and a {colours[x]} {objects[(o + 1) % 8]}."
+        pixels = (rng.random((SIZES[size]["image_size"],) * 2 + (3,)) * 255).astype("uint8")
+        buf = __import__("io").BytesIO()
+        Image.fromarray(pixels).save(buf, "PNG")
+        rows.append(PairRow(f"r{i}", buf.getvalue(), PROMPT, chosen, [Negative(rejected, "error_injection")]))
+        corpus += [chosen, rejected]
+    model, processor = build_tiny_llava(train_tokenizer(corpus), **SIZES[size])
+    save_model(model, processor, root / "model")
+    write_pairs(rows, root / "pairs.parquet")
+    return root / "model", root / "pairs.parquet"
+
+
+def trl_dataset(pairs: Path):
+    from datasets import Dataset, Features, Image, Value
+
+    from unprior.pairs.schema import read_pairs
+
+    rows = [
+        {
+            "images": [{"bytes": r.image, "path": None}],
+            "prompt": [{"role": "user", "content": r.prompt}],
+            "chosen": [{"role": "assistant", "content": r.chosen}],
+            "rejected": [{"role": "assistant", "content": r.negatives[0].text}],
+        }
+        for r in read_pairs(pairs)
+    ]
+    message = [{"role": Value("string"), "content": Value("string")}]
+    features = Features({"images": [Image()], "prompt": message, "chosen": message, "rejected": message})
+    return Dataset.from_list(rows, features=features)
+
+
+# ----------------------------------------------------------------------------------------------------- workers
+
+
+def run_trl(args: argparse.Namespace) -> dict:
+    from transformers import AutoProcessor, TrainerCallback
+    from trl import DPOConfig, DPOTrainer
+
+    stamps: list[float] = []
+    losses: list[float] = []
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, *_, **__):
+            stamps.append(time.perf_counter())
+
+        def on_log(self, _args, _state, _control, logs=None, **__):
+            if logs and "loss" in logs:
+                losses.append(float(logs["loss"]))
+
+    config = DPOConfig(
+        output_dir=str(args.work / "trl-out"), per_device_train_batch_size=args.batch, max_steps=args.steps,
+        learning_rate=args.lr, lr_scheduler_type="cosine", warmup_steps=0, max_grad_norm=1.0, beta=0.1,
+        loss_type=["sigmoid"], bf16=False, use_cpu=True, activation_checkpointing=False, report_to="none",
+        save_strategy="no", logging_steps=1, dataloader_num_workers=0, seed=0, optim="adamw_torch",
+    )
+    processor = AutoProcessor.from_pretrained(args.model)
+    trainer = DPOTrainer(model=str(args.model), args=config, train_dataset=trl_dataset(args.pairs),
+                         processing_class=processor, callbacks=[Clock()])
+    trainer.train()
+    return {"stamps": stamps, "losses": losses}
+
+
+def run_unprior(args: argparse.Namespace, method: str) -> dict:
+    from unprior.losses import objective_preset
+    from unprior.train.config import LoraSettings, TrainConfig
+    from unprior.train.trainer import setup, train
+
+    out = args.work / f"{method}-out"
+    cfg = TrainConfig(
+        model=str(args.model), pairs=str(args.pairs), out=str(out), overwrite=True, objective=objective_preset("dpo"),
+        max_length=1024, batch_size=args.batch, max_steps=args.steps, lr=args.lr, warmup_ratio=0.0, max_grad_norm=1.0,
+        lora=LoraSettings(enabled=False), train_vision=True, method=method, reference_dir=str(args.work / "ref"),
+    )
+    cfg.validate()
+    train(setup(cfg))
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return {"seconds": [m["seconds"] for m in logged], "losses": [m["loss"] for m in logged]}
+
+
+def run_score(args: argparse.Namespace) -> dict:
+    from unprior.score.config import ScoreConfig
+    from unprior.score.reference import ensure_reference
+
+    start = time.perf_counter()
+    ensure_reference(ScoreConfig(model=str(args.model), pairs=str(args.pairs), max_length=1024, overwrite=True,
+                                 cache_dir=str(args.work / "ref"), batch_size=args.batch), log=lambda _: None)
+    return {"seconds": time.perf_counter() - start}
+
+
+def worker(args: argparse.Namespace) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    heavy_imports()
+    baseline = rss_mb()
+    if args.side == "trl":
+        result = run_trl(args)
+    elif args.side == "score":
+        result = run_score(args)
+    else:
+        result = run_unprior(args, "naive" if args.side == "unprior_naive" else "prefix")
+    result |= {"baseline_mb": baseline, "peak_mb": rss_mb()}
+    print("RESULT " + json.dumps(result))
+
+
+# ----------------------------------------------------------------------------------------------------- driver
+
+
+def spawn(side: str, args: argparse.Namespace, model: Path, pairs: Path, work: Path) -> dict:
+    cmd = [sys.executable, __file__, "--worker", side, "--model", str(model), "--pairs", str(pairs),
+           "--work", str(work), "--batch", str(args.batch), "--steps", str(args.steps), "--lr", str(args.lr)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1",
+           "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        raise RuntimeError(f"{side} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1].removeprefix("RESULT "))
+
+
+def pairs_per_second(result: dict, side: str, args: argparse.Namespace) -> float:
+    times = result["stamps"] if side == "trl" else result["seconds"]
+    steady = times[args.warmup - 1 :]
+    return args.batch * (len(steady) - 1) / (steady[-1] - steady[0])
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--batch", type=int, default=8, help="pairs per step (both sides)")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5, help="steps excluded from the timing")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=256, help="pairs in the dataset")
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/unprior-bench"))
+    parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--side", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--model", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--pairs", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        args.side = args.worker
+        worker(args)
+        return
+    print(f"device: CPU, {cpu_name()}, {os.cpu_count()} cores, 1 torch thread per process; "
+          f"python {platform.python_version()}")
+    raw: dict[str, dict] = {}
+    for size in args.sizes:
+        work = args.work / size
+        work.mkdir(parents=True, exist_ok=True)
+        model, pairs = build(size, work, args.rows)
+        score = spawn("score", args, model, pairs, work)
+        results: dict[str, list[dict]] = {side: [] for side in SIDES}
+        for _ in range(args.repeats):
+            for side in SIDES:
+                results[side].append(spawn(side, args, model, pairs, work))
+        raw[size] = {"score": score, **results}
+        report(size, args, results, score)
+    if args.json:
+        args.json.write_text(json.dumps(raw, indent=1))
+
+
+def report(size: str, args: argparse.Namespace, results: dict[str, list[dict]], score: dict) -> None:
+    rows = {}
+    for side, runs in results.items():
+        rows[side] = {
+            "pairs_s": statistics.median(pairs_per_second(r, side, args) for r in runs),
+            "train_mb": statistics.median(r["peak_mb"] - r["baseline_mb"] for r in runs),
+            "peak_mb": statistics.median(r["peak_mb"] for r in runs),
+            "loss0": runs[0]["losses"][0],
+        }
+    trl = rows["trl"]
+    print(f"\n{size} LLaVA, batch {args.batch} pairs, {args.steps} steps ({args.warmup} warm-up), "
+          f"median of {args.repeats}")
+    print("| side | pairs/s | × TRL | training peak RSS (MB) | × TRL | process peak RSS (MB) | step-0 loss |")
+    print("|---|---|---|---|---|---|---|")
+    for side, r in rows.items():
+        print(f"| {side} | {r['pairs_s']:.1f} | {r['pairs_s'] / trl['pairs_s']:.2f} | {r['train_mb']:.0f} | "
+              f"{r['train_mb'] / trl['train_mb']:.2f} | {r['peak_mb']:.0f} | {r['loss0']:.6f} |")
+    print(f"one-time reference scoring (unprior score, {args.rows} pairs): {score['seconds']:.2f} s, "
+          f"{args.rows / score['seconds']:.0f} pairs/s")
+    assert abs(rows["unprior"]["loss0"] - trl["loss0"]) < 1e-4, "step-0 losses differ"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Rule-based error injection: dataset statistics and single, partly-right edits."""
+
+from __future__ import annotations
+
+from unprior.pairs.rules import dataset_stats, find_mentions, rule_negatives, stable_seed
+from unprior.pairs.schema import Sample
+
+
+def _objs(*objs: tuple[str, str]) -> dict:
+    return {"objects": [{"category": c, "colour": k} for c, k in objs]}
+
+
+WORLD = [
+    Sample("d1", "img1", "Describe the image.", "A red apple and a yellow banana.",
+           meta=_objs(("apple", "red"), ("banana", "yellow"))),
+    Sample("d2", "img2", "Describe the image.", "A green apple.", meta=_objs(("apple", "green"))),
+    Sample("d3", "img3", "Describe the image.", "A red apple, a yellow banana and a green frog.",
+           meta=_objs(("apple", "red"), ("banana", "yellow"), ("frog", "green"))),
+    Sample("a2", "img2", "What color is the apple?", "The apple is green.", meta=_objs(("apple", "green"))),
+    Sample("e2", "img2", "Is there a banana in the image?", "No, there is no banana.", meta=_objs(("apple", "green"))),
+    Sample("e1", "img1", "Is there an apple in the image?", "Yes, there is an apple.",
+           meta=_objs(("apple", "red"), ("banana", "yellow"))),
+]  # fmt: skip
+
+
+def _one(sample: Sample, edit: str, stats=None):
+    stats = stats or dataset_stats(WORLD)
+    (out,) = rule_negatives(sample, stats, [edit], 1, seed=0)
+    return out
+
+
+def test_stats_count_per_image_from_ground_truth() -> None:
+    stats = dataset_stats(WORLD)
+    assert stats.source == "meta.objects"
+    assert stats.images == 3  # rows sharing an image count once
+    assert stats.object_freq == {"apple": 3, "banana": 2, "frog": 1}
+    assert stats.cooc["apple"]["banana"] == 2 and stats.cooc["banana"]["frog"] == 1
+    assert stats.colours["apple"] == {"red": 2, "green": 1}
+
+
+def test_insert_object_adds_the_most_cooccurring_absent_object() -> None:
+    edit = _one(WORLD[1], "insert_object")  # a green apple alone: banana co-occurs with apple most
+    assert edit.text == "A green apple and a yellow banana."
+    assert edit.detail == {"object": "banana", "colour": "yellow", "cooccurrence": 2}
+    edit = _one(WORLD[0], "insert_object")  # apple + banana present: frog co-occurs with both
+    assert edit.text == "A red apple, a yellow banana and a green frog."
+
+
+def test_swap_attribute_uses_the_objects_most_common_other_colour() -> None:
+    edit = _one(WORLD[3], "swap_attribute")
+    assert edit.text == "The apple is red."  # the language prior: apples are mostly red
+    assert edit.detail == {"object": "apple", "from": "green", "to": "red"}
+
+
+def test_flip_existence_both_ways() -> None:
+    assert _one(WORLD[4], "flip_existence").text == "Yes, there is a banana."
+    assert _one(WORLD[5], "flip_existence").text == "No, there is no apple."
+
+
+def test_every_edit_is_single_and_keeps_the_rest() -> None:
+    stats = dataset_stats(WORLD)
+    for s in WORLD:
+        for edit in rule_negatives(s, stats, ["insert_object", "swap_attribute", "flip_existence"], 3, seed=1):
+            before, after = s.answer.split(), edit.text.split()
+            assert edit.text != s.answer
+            if edit.name == "swap_attribute":  # exactly one word replaced
+                assert len(before) == len(after) and sum(a != b for a, b in zip(before, after, strict=True)) == 1
+            elif edit.name == "insert_object":  # the original objects are all still there, plus one phrase
+                assert len(after) - len(before) in (3, 4) and edit.detail["object"] in edit.text
+            else:  # yes <-> no and the determiner
+                assert before[0] != after[0] and before[-1] == after[-1]
+
+
+def test_inapplicable_edits_give_nothing() -> None:
+    stats = dataset_stats(WORLD)
+    assert rule_negatives(WORLD[3], stats, ["flip_existence"], 1, seed=0) == []
+    assert rule_negatives(WORLD[4], stats, ["insert_object"], 1, seed=0) == []  # negated mention only
+
+
+def test_edit_order_is_seeded_per_sample() -> None:
+    stats = dataset_stats(WORLD)
+    edits = ["insert_object", "swap_attribute"]
+    first = [rule_negatives(s, stats, edits, 1, seed=3) for s in WORLD]
+    assert first == [rule_negatives(s, stats, edits, 1, seed=3) for s in WORLD]
+    names = {rule_negatives(WORLD[0], stats, edits, 1, seed=k)[0].name for k in range(12)}
+    assert names == set(edits)
+    assert stable_seed("a", 1) == stable_seed("a", 1) != stable_seed("a", 2)
+
+
+def test_answer_scan_fallback_without_ground_truth() -> None:
+    samples = [
+        Sample("x", "i1", "Describe the image.", "A man rides a red bus past a stop sign. The dog is brown."),
+        Sample("y", "i2", "Describe the image.", "Two dogs and a white cat sit on a couch. There is no car."),
+    ]
+    stats = dataset_stats(samples)
+    assert stats.source == "answer_scan"
+    assert "car" not in stats.object_freq  # negated mention
+    assert stats.colours["bus"] == {"red": 1} and stats.colours["dog"] == {"brown": 1}
+    assert [m.obj for m in find_mentions(samples[0].answer, stats)] == ["bus", "stop sign", "dog"]
+    edit = rule_negatives(samples[0], stats, ["swap_attribute"], 1, seed=0)[0]
+    assert edit.text.count("red") + edit.text.count("brown") + edit.text.count("white") == 2
+    edit = rule_negatives(samples[1], stats, ["insert_object"], 1, seed=0)[0]
+    assert edit.detail["object"] in {"bus", "stop sign"}

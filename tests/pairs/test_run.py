@@ -1,0 +1,133 @@
+"""`unprior pairs` runs: sharding, merge, resumption from any partial state, config checks, CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from unprior.cli import _split_command, main
+from unprior.config import ConfigError, load_config
+from unprior.io import read_json
+from unprior.pairs.run import MergeConfig, PairsConfig, iter_run_rows, merge_pairs, run_pairs, shard_of
+from unprior.pairs.schema import read_pairs
+
+from .tiny import pairs_args, run_config
+
+
+def _rules(world: Path, out: Path, *extra: str) -> PairsConfig:
+    return load_config(PairsConfig, None, [f"source={world}", f"out={out}", "progress=false", "part_size=10", *extra])
+
+
+def _as_tuples(rows) -> list[tuple]:
+    return sorted((r.id, tuple((n.kind, n.text, json.dumps(n.provenance, sort_keys=True)) for n in r.negatives))
+                  for r in rows)  # fmt: skip
+
+
+def test_shards_partition_the_samples_and_merge_back(tiny_world: Path, tmp_path: Path) -> None:
+    run_pairs(_rules(tiny_world, tmp_path / "one"))
+    whole = _as_tuples(iter_run_rows(tmp_path / "one"))
+    for i in range(3):
+        run_pairs(_rules(tiny_world, tmp_path / "three", "num_shards=3", f"shard_index={i}"))
+    summary = merge_pairs(MergeConfig(out=str(tmp_path / "three"), export="trl"))
+    merged = read_pairs(tmp_path / "three" / "pairs.parquet")
+    assert _as_tuples(merged) == whole  # same rows, none lost or duplicated
+    assert summary["rows"] == len(whole) and summary["problems"] == []
+    assert summary["counts"]["rows"] == len(whole) and summary["export"]["rows"] == len(whole)
+    assert (tmp_path / "three" / "trl" / "train.parquet").is_file()
+    sizes = [read_json(d / "plan.json")["samples"] for d in sorted((tmp_path / "three").glob("shard-*"))]
+    assert all(sizes) and sum(sizes) == len(whole)
+    assert shard_of("x", 3) == shard_of("x", 3)
+
+
+def test_merge_refuses_missing_or_unfinished_shards(tiny_world: Path, tmp_path: Path) -> None:
+    run_pairs(_rules(tiny_world, tmp_path, "num_shards=2", "shard_index=1"))
+    with pytest.raises(RuntimeError, match="shard-00000-of-00002 is missing"):
+        merge_pairs(MergeConfig(out=str(tmp_path)))
+    summary = merge_pairs(MergeConfig(out=str(tmp_path), allow_partial=True, output=str(tmp_path / "p.jsonl")))
+    assert summary["problems"] == ["shard-00000-of-00002 is missing"]
+    assert len(read_pairs(tmp_path / "p.jsonl")) == summary["rows"] > 0
+    (tmp_path / "shard-00001-of-00002" / "summary.json").unlink()
+    with pytest.raises(RuntimeError, match="not finished"):
+        merge_pairs(MergeConfig(out=str(tmp_path), allow_partial=False))
+
+
+def test_resume_from_every_kind_of_partial_state(tiny_world: Path, tiny_model: Path, tmp_path: Path) -> None:
+    extra = ("strategies=[image_weakening,rules]", "part_size=16")
+    run_pairs(run_config(tiny_world, tiny_model, tmp_path / "ref", *extra))
+    reference = _as_tuples(iter_run_rows(tmp_path / "ref"))
+    out = tmp_path / "crashed"
+    shutil.copytree(tmp_path / "ref", out)
+    shard = out / "shard-00000-of-00001"
+    done = read_json(shard / "done.json")["parts"]
+    assert len(done) >= 4
+    keys = sorted(done)
+    (shard / "summary.json").unlink()  # killed before the end
+    (shard / f"part-{keys[0]}.parquet").unlink()  # a recorded part whose file is gone
+    del done[keys[1]]  # killed between the part's rename and the index update
+    del done[keys[2]]
+    (shard / f"part-{keys[2]}.parquet").unlink()  # killed before the part was written
+    (shard / ".part-00099.parquet.abc.tmp").write_bytes(b"half a file")  # killed mid-write
+    (shard / "done.json").write_text(json.dumps({"parts": done}))
+    assert run_pairs(run_config(tiny_world, tiny_model, out, *extra)) == 0
+    summary = read_json(shard / "summary.json")
+    assert summary["parts_generated_by_this_run"] == 3
+    assert not list(shard.glob(".*.tmp"))
+    assert _as_tuples(iter_run_rows(out)) == reference  # identical to the uninterrupted run
+    assert summary["counts"] == read_json(tmp_path / "ref" / "shard-00000-of-00001" / "summary.json")["counts"]
+    assert run_pairs(run_config(tiny_world, tiny_model, out, *extra)) == 0  # finished: nothing to do
+    assert read_json(shard / "summary.json")["parts_generated_by_this_run"] == 0
+
+
+def test_changed_config_or_source_is_refused_and_overwrite_restarts(tiny_world: Path, tmp_path: Path) -> None:
+    world = shutil.copytree(tiny_world, tmp_path / "world")
+    out = tmp_path / "out"
+    run_pairs(_rules(world, out))
+    with pytest.raises(RuntimeError, match="different config"):
+        run_pairs(_rules(world, out, "seed=1"))
+    lines = (world / "train.jsonl").read_text().splitlines(keepends=True)
+    (world / "train.jsonl").write_text("".join(lines[:-3]))
+    with pytest.raises(RuntimeError, match="different source samples"):
+        run_pairs(_rules(world, out))
+    run_pairs(_rules(world, out, "progress=true", "rules.max_negatives=2", "overwrite=true"))
+    assert read_json(out / "shard-00000-of-00001" / "summary.json")["parts_generated_by_this_run"] > 0
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ("strategies=[nope]", "strategies"),
+        ("strategies=[rules,rules]", "strategies"),
+        ("strategies=[image_weakening]", "generator.model"),
+        ("shard_index=2", "shard_index"),
+        ("image_weakening.space=sideways", "space"),
+        ("rules.edits=[teleport]", "edits"),
+        ("generator.backend=tgi", "backend"),
+    ],
+)
+def test_config_errors_name_the_field(override: str, field: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=field):
+        cfg = load_config(PairsConfig, None, ["source=x", f"out={tmp_path}", "num_shards=2", override])
+        cfg.validate()
+
+
+def test_bad_perturbation_params_fail_before_loading(tmp_path: Path) -> None:
+    for params in ("{t: 1000}", "{t: 900, mean: 0.5}"):
+        cfg = load_config(PairsConfig, None, ["source=x", f"out={tmp_path}", "strategies=[image_weakening]",
+                                              "generator.model=m", "image_weakening.space=tensor",
+                                              f"image_weakening.params={params}"])  # fmt: skip
+        with pytest.raises(ConfigError, match=r"image_weakening\.params"):
+            run_pairs(cfg)
+
+
+def test_cli_pairs_and_pairs_merge(tiny_world: Path, tiny_model: Path, tmp_path: Path, capsys) -> None:
+    assert _split_command(["pairs", "merge", "out=x"]) == ("pairs merge", ["out=x"])
+    assert _split_command(["pairs", "out=x"]) == ("pairs", ["out=x"])
+    args = pairs_args(tiny_world, tiny_model, tmp_path, "strategies=[vision_bias]", "load.limit=8")
+    assert main(["pairs", *args]) == 0
+    assert main(["pairs", "merge", f"out={tmp_path}", "export=llamafactory"]) == 0
+    assert "llamafactory export: 8 preference rows" in capsys.readouterr().out
+    assert main(["pairs", "--help"]) == 0 and "image_weakening.params" in capsys.readouterr().out
+    assert main(["pairs", "source=x", "out=y", "strategies=[nope]"]) == 2

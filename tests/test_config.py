@@ -1,0 +1,67 @@
+"""Config loading, overrides, validation messages, hashing, and the CLI's help."""
+
+import pytest
+
+from unprior.cli import main
+from unprior.config import ConfigError, config_hash, describe, load_config, parse_overrides
+from unprior.world.config import BaseConfig, WorldConfig
+
+
+def test_defaults_yaml_and_overrides(tmp_path):
+    path = tmp_path / "w.yaml"
+    path.write_text("seed: 3\nimage:\n  noise: 5\n")
+    cfg = load_config(WorldConfig, path, ["n_train=10", "image.cell=16"])
+    assert (cfg.seed, cfg.n_train, cfg.image.noise, cfg.image.cell) == (3, 10, 5.0, 16)
+    assert cfg.image.size == WorldConfig().image.size
+
+
+def test_nested_overrides_reach_inner_stage_configs():
+    cfg = load_config(BaseConfig, None, ["world.prior_strength=0.5", "model.text_layers=3"])
+    assert cfg.world.prior_strength == 0.5 and cfg.model.text_layers == 3
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ("prior_strength=1.5", "prior_strength"),
+        ("image.cell=5", "image.size"),
+        ("n_train=abc", "n_train"),
+        ("nope=1", "nope"),
+        ("image.noise=-1", "image.noise"),
+    ],
+)
+def test_invalid_values_name_the_field(override, field):
+    with pytest.raises(ConfigError, match=f"'{field}'"):
+        load_config(WorldConfig, None, [override])
+
+
+def test_bad_override_syntax():
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["justakey"])
+
+
+def test_hash_is_stable_and_content_sensitive():
+    assert config_hash(WorldConfig()) == config_hash(WorldConfig())
+    assert config_hash(WorldConfig()) != config_hash(WorldConfig(seed=1))
+
+
+def test_every_field_is_documented():
+    for cls in (WorldConfig, BaseConfig):
+        undocumented = [name for name, _, doc in describe(cls) if not doc]
+        assert not undocumented, f"{cls.__name__}: {undocumented}"
+
+
+def test_cli_help_lists_fields(capsys):
+    assert main(["world", "build", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "prior_strength" in out and "image.noise" in out
+
+
+def test_cli_reports_bad_config(capsys):
+    assert main(["world", "build", "prior_strength=2"]) == 2
+    assert "prior_strength" in capsys.readouterr().err
+
+
+def test_cli_usage_lists_commands(capsys):
+    assert main(["--help"]) == 0
+    assert "world build" in capsys.readouterr().out

@@ -1,0 +1,44 @@
+"""Fixtures for the train tests: tiny models and pairs files built once, one torch thread, a fresh accelerate
+state per run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from score.helpers import make_rows, pairs_file, tiny_model
+
+from .helpers import reset_accelerate
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_fresh_accelerate():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+    reset_accelerate()
+
+
+@pytest.fixture(scope="session")
+def family_model(tmp_path_factory) -> Callable[[str], Path]:
+    built: dict[str, Path] = {}
+
+    def get(family: str) -> Path:
+        if family not in built:
+            built[family] = tiny_model(family, tmp_path_factory.mktemp(f"model-{family}"))
+        return built[family]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def train_pairs(tmp_path_factory) -> Path:
+    return pairs_file(tmp_path_factory.mktemp("pairs") / "train.parquet", make_rows(16))
+
+
+@pytest.fixture(scope="session")
+def eval_pairs(tmp_path_factory) -> Path:
+    return pairs_file(tmp_path_factory.mktemp("pairs") / "eval.parquet", make_rows(6, seed=9))

@@ -1,0 +1,198 @@
+"""The ``openai`` backend: any OpenAI-compatible chat endpoint (vLLM, SGLang, ``transformers serve``, OpenAI).
+
+It is the default home of BPO's text-LLM error injector (papers.md §1.2 step 3): each prompt is one chat request,
+``concurrency`` of them in flight. Images, when a prompt has one, go as a base64 PNG ``image_url`` part, so a
+multimodal server can also act as the generator (image weakening then noises the PIL image).
+
+Resilience: the key is read from the environment variable ``api_key_env`` (never logged); each request has a
+timeout; transient failures (connection errors, timeouts, HTTP 408/409/429/5xx) are retried with exponential
+backoff (``backoff_s``, doubling, capped at 60 s) up to ``max_retries`` times; any other HTTP error stops the run
+with the status and the server's message (an auth error hints at the key variable).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from unprior.models.generate import Prompt
+from unprior.pairs.backends import Decoding
+from unprior.pairs.config import BackendConfig
+
+log = logging.getLogger(__name__)
+RETRY_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
+
+
+class BackendError(RuntimeError):
+    """The endpoint refused a request, or kept failing after every retry."""
+
+
+def image_part(image: Any) -> dict[str, Any]:
+    """An OpenAI ``image_url`` content part holding the image as a base64 PNG data URL."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def request_messages(p: Prompt) -> list[dict[str, Any]]:
+    """Chat messages for one prompt (text only: string content; with an image: image part, then text part)."""
+    messages: list[dict[str, Any]] = [{"role": "system", "content": p.system}] if p.system else []
+    if p.image is None:
+        messages.append({"role": "user", "content": p.text})
+    else:
+        parts = [image_part(p.image)] + ([{"type": "text", "text": p.text}] if p.text else [])
+        messages.append({"role": "user", "content": parts})
+    return messages
+
+
+def classify_error(error: Exception) -> tuple[bool, str]:
+    """(transient?, a short description without secrets) for an exception from the openai client."""
+    import openai
+
+    if isinstance(error, openai.APIStatusError):
+        detail = str(getattr(error, "message", "")) or type(error).__name__
+        return error.status_code in RETRY_STATUS, f"HTTP {error.status_code}: {detail[:300]}"
+    if isinstance(error, openai.APIConnectionError):  # includes APITimeoutError
+        return True, type(error).__name__
+    return False, f"{type(error).__name__}: {error}"
+
+
+class OpenAIBackend:
+    """Chat completions against an OpenAI-compatible endpoint.
+
+    Args:
+        base_url: The endpoint's /v1 URL.
+        model: Model name the server serves.
+        api_key_env: Environment variable holding the key ("EMPTY" when unset, for local servers).
+        timeout_s: Per-request timeout.
+        max_retries: Retries of a transient failure.
+        backoff_s: First retry delay (doubles, capped at 60 s).
+        concurrency: Requests in flight.
+        client: An ``openai.OpenAI``-like client (built from the above when None).
+        sleep: Backoff sleeper (tests pass a no-op).
+    """
+
+    name = "openai"
+    pixel_noise = False
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key_env: str = "OPENAI_API_KEY",
+        timeout_s: float = 120.0,
+        max_retries: int = 6,
+        backoff_s: float = 2.0,
+        concurrency: int = 8,
+        client: Any = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url, self.model = base_url, model
+        self.api_key_env = api_key_env
+        self.timeout_s, self.max_retries, self.backoff_s = timeout_s, max_retries, backoff_s
+        self.concurrency = concurrency
+        self._client = client
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self.requests = 0
+        """HTTP requests sent (retries included)."""
+        self.served_model = ""
+        """The model name the server reported in its last answer."""
+        self._warned_beams = False
+
+    @classmethod
+    def from_config(cls, cfg: BackendConfig) -> OpenAIBackend:
+        return cls(
+            cfg.base_url,
+            cfg.model,
+            api_key_env=cfg.api_key_env,
+            timeout_s=cfg.timeout_s,
+            max_retries=cfg.max_retries,
+            backoff_s=cfg.backoff_s,
+            concurrency=cfg.concurrency,
+        )
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from openai import OpenAI
+
+            key = os.environ.get(self.api_key_env) or "EMPTY"
+            self._client = OpenAI(base_url=self.base_url, api_key=key, timeout=self.timeout_s, max_retries=0)
+        return self._client
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "generator": self.model,
+            "revision": self.served_model or "unknown",
+            "endpoint": self.base_url,
+        }
+
+    def _request(self, p: Prompt, decoding: Decoding, seed: int) -> str:
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": request_messages(p),
+            "max_tokens": decoding.max_new_tokens,
+            "temperature": decoding.temperature if decoding.do_sample else 0.0,
+        }
+        if decoding.do_sample:
+            kwargs.update(top_p=decoding.top_p, seed=seed)
+        delay = self.backoff_s
+        for attempt in range(self.max_retries + 1):
+            with self._lock:
+                self.requests += 1
+            try:
+                resp = self.client.chat.completions.create(**kwargs)
+                self.served_model = resp.model or self.served_model
+                return (resp.choices[0].message.content or "").strip()
+            except Exception as e:
+                transient, what = classify_error(e)
+                if not transient:
+                    hint = f" (is ${self.api_key_env} set?)" if "HTTP 401" in what else ""
+                    raise BackendError(f"{self.base_url} ({self.model}): {what}{hint}") from None
+                if attempt == self.max_retries:
+                    raise BackendError(f"{self.base_url}: still failing after {attempt + 1} tries: {what}") from None
+                log.warning("request failed (%s); retry %d/%d in %.1f s", what, attempt + 1, self.max_retries, delay)
+                self._sleep(delay)
+                delay = min(delay * 2, 60.0)
+        raise AssertionError("unreachable")
+
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        decoding: Decoding,
+        *,
+        seed: int = 0,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> list[str]:
+        if decoding.num_beams > 1 and not self._warned_beams:
+            log.warning("the openai backend has no beam search; num_beams=%d is ignored", decoding.num_beams)
+            self._warned_beams = True
+        if any(p.noise_step for p in prompts):
+            raise ValueError("the openai backend cannot noise pixel tensors; use image-space noise")
+
+        def one(p: Prompt) -> str:
+            text = self._request(p, decoding, seed)
+            if on_batch is not None:
+                on_batch(1)
+            return text
+
+        if self.concurrency == 1 or len(prompts) <= 1:
+            return [one(p) for p in prompts]
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return list(pool.map(one, prompts))
+
+    def close(self) -> None:
+        if self._client is not None and hasattr(self._client, "close"):
+            self._client.close()
+        self._client = None

@@ -1,0 +1,49 @@
+"""Config of ``unprior score``: which frozen model scores which pairs file, and how."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from unprior.config import check_range, fail
+
+
+@dataclass
+class ScoreConfig:
+    """Reference log-probs of every response of a pairs dataset under the frozen starting model, and a noise report."""
+
+    model: str = ""
+    """The starting model: a local directory (AutoProcessor + AutoModelForImageTextToText) or a hub id."""
+    pairs: str = ""
+    """Pairs dataset (.parquet or .jsonl) written by ``unprior pairs``."""
+    image_root: str = ""
+    """Root of relative image paths; empty: the root recorded in the parquet file (JSONL: its directory)."""
+    max_length: int = 1024
+    """Most tokens of prompt + response (image tokens included). Longer responses are cut from the end; a row whose
+    prompt leaves no room is dropped and counted. Training must use the same value (it is part of the cache key)."""
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    """Dtype the model is loaded in for scoring (part of the cache key)."""
+    batch_size: int = 8
+    """Rows per forward; all responses of a row share its forward."""
+    method: Literal["auto", "prefix", "naive"] = "auto"
+    """Forward used: shared prefix where the family supports it (auto), or always naive. Both give the same numbers
+    (tested to 1e-5), so this is not part of the cache key."""
+    cache_dir: str = ""
+    """Root of the reference cache; empty: ``$UNPRIOR_CACHE/reference``. Entries are ``<cache_dir>/<key>``."""
+    overwrite: bool = False
+    """Recompute even when the cache already holds an entry for this key."""
+    out: str = ""
+    """Also copy the noise report (JSON and PNGs) into this directory."""
+    threads: int = 0
+    """torch threads (0: leave torch's default)."""
+    trust_remote_code: bool = False
+    """Passed to transformers when loading the model and processor."""
+
+    def validate(self) -> None:
+        check_range(self, "max_length", 2, 1_000_000)
+        check_range(self, "batch_size", 1, 100_000)
+        check_range(self, "threads", 0, 1024)
+        if not self.model:
+            fail("model", "is required (a model directory or hub id)")
+        if not self.pairs:
+            fail("pairs", "is required (a pairs .parquet or .jsonl file)")

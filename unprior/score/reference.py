@@ -1,0 +1,287 @@
+"""``unprior score``: reference log-probs of every response of a pairs dataset, cached by what determines them.
+
+The frozen starting model scores each row's chosen answer and every negative against the row's full original prompt
+with its original image (NaPO, papers.md §2.2: "every response ... is scored as an answer to the full multimodal
+prompt"), whatever perturbation produced the negative. Results are stored once as parquet columns, so no reference
+model sits in memory during training (NaPO caches them the same way; TRL refuses to for VLMs, peers.md §1).
+
+Cache entry ``<cache_dir>/<key>/``::
+
+    reference.parquet   one row per response: row, id, response (0 = chosen, i = negative i-1), kind,
+                        logp_sum, logp_mean, n_tokens, truncated
+    dropped.jsonl       rows that were not scored: {row, id, reason}
+    noise_report.json   margins per negative kind (see unprior.score.noise_report), noise_sum.png, noise_mean.png
+    score_config.yaml   the config that produced the entry
+    manifest.json       the key's inputs, counts and timings (written last: marks the entry complete)
+
+The key hashes exactly what changes the numbers: the model directory's files (weights, config, tokenizer,
+processor), the pairs file's bytes, the image root, the chat template, the image-processor settings, ``max_length``
+and ``dtype``. β, the loss, the batch size and the forward method do not enter it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from unprior.config import dump_yaml
+from unprior.io import cache_root, is_complete, read_json, sha256_dir, sha256_file, staged_dir, write_json, write_jsonl
+from unprior.pairs.schema import iter_pairs, pairs_metadata
+from unprior.score.batch import Dropped, EncodedRow, RowEncoder, collate
+from unprior.score.config import ScoreConfig
+from unprior.score.prefix import ResponseScorer
+
+REFERENCE_FORMAT_VERSION = 1
+REFERENCE_FILE = "reference.parquet"
+CHOSEN = "chosen"
+"""``kind`` of the chosen answer's row in reference.parquet."""
+
+REFERENCE_SCHEMA = pa.schema(
+    [
+        ("row", pa.int64()),
+        ("id", pa.string()),
+        ("response", pa.int32()),
+        ("kind", pa.string()),
+        ("logp_sum", pa.float64()),
+        ("logp_mean", pa.float64()),
+        ("n_tokens", pa.int32()),
+        ("truncated", pa.bool_()),
+    ]
+)
+
+Log = Callable[[str], object]
+
+
+# ---------------------------------------------------------------------------------------------------------- the key
+
+
+def _image_root(cfg: ScoreConfig) -> str | None:
+    if cfg.image_root:
+        return str(Path(cfg.image_root).resolve())
+    if Path(cfg.pairs).suffix == ".jsonl":
+        return str(Path(cfg.pairs).resolve().parent)
+    return pairs_metadata(cfg.pairs)["image_root"]
+
+
+def model_fingerprint(model: str) -> str:
+    """Hash of every file of a local model directory; a hub id is taken as its name (pin a revision)."""
+    return sha256_dir(model) if Path(model).is_dir() else f"hub:{model}"
+
+
+def key_inputs(cfg: ScoreConfig, processor) -> dict[str, Any]:
+    """Everything the reference numbers depend on, as a JSON-able dict (hashed into the cache key)."""
+    return {
+        "version": REFERENCE_FORMAT_VERSION,
+        "model": model_fingerprint(cfg.model),
+        "pairs": sha256_file(cfg.pairs),
+        "image_root": _image_root(cfg),
+        "chat_template": processor.chat_template,
+        "image_processor": json.loads(processor.image_processor.to_json_string()),
+        "max_length": cfg.max_length,
+        "dtype": cfg.dtype,
+    }
+
+
+def reference_key(inputs: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def entry_dir(cfg: ScoreConfig, key: str) -> Path:
+    return (Path(cfg.cache_dir) if cfg.cache_dir else cache_root() / "reference") / key
+
+
+# ---------------------------------------------------------------------------------------------------------- scoring
+
+
+def load_frozen(cfg: ScoreConfig):
+    """The starting model in eval mode (dtype from the config) and its processor."""
+    from unprior.models.families import load_model
+
+    dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32
+    model, processor = load_model(cfg.model, trust_remote_code=cfg.trust_remote_code, dtype=dtype)
+    return model.eval(), processor
+
+
+def encoded_rows(
+    cfg: ScoreConfig, encoder: RowEncoder, dropped: list[dict[str, Any]]
+) -> Iterator[tuple[EncodedRow, str, list[str]]]:
+    """Encoded rows of the pairs file with their id and response kinds; unusable rows go to ``dropped``."""
+    root = cfg.image_root or None
+    for index, row in enumerate(iter_pairs(cfg.pairs, image_root=root)):
+        encoded = encoder.encode(row, index)
+        if isinstance(encoded, Dropped):
+            dropped.append({"row": index, "id": row.id, "reason": encoded.reason})
+            continue
+        yield encoded, row.id, [CHOSEN, *(n.kind for n in row.negatives)]
+
+
+def _batches(rows: Iterator[Any], n: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@torch.no_grad()
+def score_pairs(cfg: ScoreConfig, model, processor, log: Log = print) -> tuple[pa.Table, list[dict[str, Any]]]:
+    """Reference log-probs of every response of ``cfg.pairs`` (a table in :data:`REFERENCE_SCHEMA`) and the dropped
+    rows."""
+    scorer = ResponseScorer(model, cfg.method, log=log)
+    encoder = RowEncoder(processor, cfg.max_length)
+    pad_id = processor.tokenizer.pad_token_id
+    dropped: list[dict[str, Any]] = []
+    columns: dict[str, list[Any]] = {name: [] for name in REFERENCE_SCHEMA.names}
+    for batch in _batches(encoded_rows(cfg, encoder, dropped), cfg.batch_size):
+        rows = [row for row, _, _ in batch]
+        picks = [list(range(len(row.responses))) for row in rows]
+        inputs = collate(rows, picks, pad_id, repeat_prompts=scorer.repeat_prompts)
+        sums, counts = scorer(**inputs.inputs())
+        sums, counts = sums.double().tolist(), counts.long().tolist()
+        flat = [(row, row_id, j, kind) for row, row_id, kinds in batch for j, kind in enumerate(kinds)]
+        for (row, row_id, j, kind), total, count in zip(flat, sums, counts, strict=True):
+            columns["row"].append(row.index)
+            columns["id"].append(row_id)
+            columns["response"].append(j)
+            columns["kind"].append(kind)
+            columns["logp_sum"].append(total)
+            columns["logp_mean"].append(total / max(count, 1))
+            columns["n_tokens"].append(count)
+            columns["truncated"].append(row.truncated[j])
+    return pa.Table.from_pydict(columns, schema=REFERENCE_SCHEMA), dropped
+
+
+# ---------------------------------------------------------------------------------------------------------- cache
+
+
+def ensure_reference(cfg: ScoreConfig, log: Log = print, *, model=None, processor=None) -> Path:
+    """The cache entry for ``cfg``: reused when complete (a hit), computed and written atomically otherwise.
+
+    Args:
+        cfg: What to score.
+        log: Progress lines.
+        model: The already-loaded starting model (weights equal to ``cfg.model``'s, in ``cfg.dtype``), to avoid a
+            second load; by default it is loaded from ``cfg.model``.
+        processor: Its processor (required with ``model``).
+
+    Returns:
+        The entry directory (holding ``reference.parquet`` and ``manifest.json``).
+    """
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    from unprior.models.families import load_processor
+
+    processor = processor if processor is not None else load_processor(cfg.model)
+    inputs = key_inputs(cfg, processor)
+    key = reference_key(inputs)
+    out = entry_dir(cfg, key)
+    if is_complete(out) and not cfg.overwrite:
+        log(f"reference log-probs: cache hit {out}")
+        return out
+    log(f"reference log-probs: cache miss, scoring {cfg.pairs} with {cfg.model} -> {out}")
+    t0 = time.perf_counter()
+    if model is None:
+        model, processor = load_frozen(cfg)
+    table, dropped = score_pairs(cfg, model, processor, log)
+    from unprior.score.noise_report import write_noise_report
+
+    with staged_dir(out, overwrite=True) as tmp:
+        pq.write_table(table, tmp / REFERENCE_FILE)
+        write_jsonl(tmp / "dropped.jsonl", dropped)
+        write_noise_report(table, tmp)
+        dump_yaml(cfg, tmp / "score_config.yaml")
+        write_json(tmp / "manifest.json", _manifest(key, inputs, table, dropped, time.perf_counter() - t0))
+    log(f"reference log-probs: {table.num_rows} responses of {len(set(table['row'].to_pylist()))} rows scored, "
+        f"{len(dropped)} rows dropped ({time.perf_counter() - t0:.1f}s)")
+    return out
+
+
+def _manifest(key: str, inputs: dict[str, Any], table: pa.Table, dropped: list[dict], seconds: float) -> dict:
+    reasons: dict[str, int] = {}
+    for d in dropped:
+        reasons[d["reason"]] = reasons.get(d["reason"], 0) + 1
+    return {
+        "kind": "unprior-reference",
+        "format_version": REFERENCE_FORMAT_VERSION,
+        "key": key,
+        "key_inputs": inputs,
+        "responses": table.num_rows,
+        "truncated": int(np.sum(table["truncated"].to_numpy())),
+        "dropped": reasons,
+        "seconds": round(seconds, 2),
+    }
+
+
+@dataclass
+class Reference:
+    """A loaded cache entry: per response of each scored row, the reference's summed log-prob and token count."""
+
+    sums: dict[int, np.ndarray]
+    """Pairs-file row -> ``(1 + n_negatives,)`` float64 summed log-probs (chosen first)."""
+    counts: dict[int, np.ndarray]
+    """Pairs-file row -> ``(1 + n_negatives,)`` int token counts."""
+    kinds: dict[int, list[str]]
+    """Pairs-file row -> response kinds (``chosen`` first)."""
+    manifest: dict[str, Any]
+
+    @property
+    def rows(self) -> list[int]:
+        """The scored (usable) rows, in file order."""
+        return sorted(self.sums)
+
+
+def load_reference(path: str | Path) -> Reference:
+    """Read a complete cache entry written by :func:`ensure_reference`."""
+    path = Path(path)
+    if not is_complete(path):
+        raise FileNotFoundError(f"{path} is not a complete reference entry (no manifest.json)")
+    data = pq.read_table(path / REFERENCE_FILE).to_pydict()
+    sums: dict[int, list[float]] = {}
+    counts: dict[int, list[int]] = {}
+    kinds: dict[int, list[str]] = {}
+    for row, total, count, kind in zip(data["row"], data["logp_sum"], data["n_tokens"], data["kind"], strict=True):
+        sums.setdefault(row, []).append(total)
+        counts.setdefault(row, []).append(count)
+        kinds.setdefault(row, []).append(kind)
+    return Reference(
+        sums={r: np.asarray(v, dtype=np.float64) for r, v in sums.items()},
+        counts={r: np.asarray(v, dtype=np.int64) for r, v in counts.items()},
+        kinds=kinds,
+        manifest=read_json(path / "manifest.json"),
+    )
+
+
+def run_score(cfg: ScoreConfig) -> int:
+    """CLI entry: ensure the cache entry, print the noise report's headline numbers."""
+    from rich.console import Console
+
+    console = Console()
+    out = ensure_reference(cfg, log=console.print)
+    report = read_json(out / "noise_report.json")
+    for kind, stats in report["kinds"].items():
+        console.print(
+            f"  {kind:<16} n={stats['n']:<6} reference prefers the negative: "
+            f"sum {stats['sum']['share_negative']:.3f}, mean {stats['mean']['share_negative']:.3f}"
+        )
+    if cfg.out:
+        target = Path(cfg.out)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ("noise_report.json", "noise_sum.png", "noise_mean.png"):
+            shutil.copy2(out / name, target / name)
+        console.print(f"noise report copied to {target}")
+    console.print(f"reference: {out}")
+    return 0

@@ -1,0 +1,338 @@
+"""``unprior train``: preference optimisation of a VLM, one explicit loop on accelerate.
+
+``setup`` builds everything in a commented order; ``train`` is the loop: rows -> shared-prefix forward (every response
+of a row continues one encoding of its image and prompt) -> the objective (NaPO Eq. 14, or any preset) with the
+cached reference log-probs -> backward, clip, step. No reference model is in memory: its log-probs come from the
+``unprior score`` cache, computed once on the main process if missing.
+
+Distribution, precision and sharding come from the user's accelerate config (``accelerate launch`` or
+``torchrun``): DDP, FSDP and DeepSpeed are accelerate's. The global batch is ``batch_size × processes ×
+grad_accum`` rows; the row order depends only on the seed and the step, so any process count sees the same global
+batches and a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from unprior.config import config_hash, dump_yaml, to_dict
+from unprior.losses import ObjectiveOutput, objective_loss
+from unprior.models.sft import cosine_lr
+from unprior.pairs.schema import read_pairs
+from unprior.score.batch import RowEncoder
+from unprior.score.config import ScoreConfig
+from unprior.score.prefix import ResponseScorer
+from unprior.score.reference import ensure_reference, load_reference
+from unprior.train.checkpoint import (
+    checkpoint_dirs,
+    load_checkpoint,
+    save_checkpoint,
+    save_final_model,
+    trainable_only,
+)
+from unprior.train.config import TrainConfig
+from unprior.train.data import Order, PreferenceData
+from unprior.train.model import build_policy, optimizer_groups
+
+RESUME_IGNORES = ("resume", "overwrite", "log_every", "save_every", "keep_checkpoints", "eval_every", "report_to",
+                  "threads", "score_batch_size")
+"""Config fields that may change between a run and its resumption (they do not change the numbers)."""
+
+
+@dataclass
+class Run:
+    """Everything ``train`` needs, built by ``setup``."""
+
+    cfg: TrainConfig
+    accelerator: Accelerator
+    scorer: torch.nn.Module
+    optimizer: Any
+    scheduler: Any
+    processor: Any
+    data: PreferenceData
+    eval_data: PreferenceData | None
+    order: Order
+    total_steps: int
+    start_step: int
+    out: Path
+    console: Console
+
+    def log(self, message: str) -> None:
+        if self.accelerator.is_main_process:
+            self.console.print(message)
+
+
+def setup(cfg: TrainConfig) -> Run:
+    """Build the run in this order; every process calls it."""
+    from unprior.models.families import load_model
+
+    # 1. accelerate (the user's launch config decides DDP / FSDP / DeepSpeed), seeds and threads.
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    accelerator = Accelerator(
+        cpu=not torch.accelerator.is_available(),  # so torchrun on CPUs gives gloo processes, not one each
+        gradient_accumulation_steps=cfg.grad_accum,
+        mixed_precision="bf16" if cfg.precision == "bf16" else "no",
+        step_scheduler_with_optimizer=False,  # the schedule counts optimizer steps, whatever the process count
+        log_with=None if cfg.report_to == "none" else cfg.report_to,
+        project_dir=cfg.out,
+    )
+    set_seed(cfg.seed)
+    console = Console()
+    log = console.print if accelerator.is_main_process else (lambda *_: None)
+    out = _prepare_out(cfg, accelerator)
+
+    # 2. Reference log-probs from the score cache; the main process computes a missing entry first.
+    model, processor = load_model(cfg.model)
+    with accelerator.main_process_first():
+        references = [_reference(cfg, pairs, model, processor, log) for pairs in (cfg.pairs, cfg.eval_pairs) if pairs]
+
+    # 3. The policy (LoRA or full, vision side frozen), wrapped in the scorer that runs the shared-prefix forward.
+    scorer = ResponseScorer(build_policy(model, cfg, log), cfg.method, log=log)
+    log(f"forward: {'shared prefix' if scorer.method == 'prefix' else 'naive'} ({type(model).__name__})")
+
+    # 4. Data: usable rows (scored by the reference, holding an objective kind), one negative per kind per row.
+    encoder = RowEncoder(processor, cfg.max_length)
+    datasets = [_data(cfg, pairs, ref, encoder, processor, scorer) for pairs, ref in
+                zip([p for p in (cfg.pairs, cfg.eval_pairs) if p], references, strict=True)]
+    data, eval_data = datasets[0], (datasets[1] if len(datasets) > 1 else None)
+    log(f"data: {len(data)} rows, negatives per kind {dict(data.kind_counts)}, skipped {dict(data.skipped)}")
+    order = Order(len(data), cfg.batch_size, accelerator.num_processes, cfg.grad_accum, cfg.seed)
+    total = cfg.max_steps or math.ceil(cfg.epochs * len(data) / order.global_batch)
+
+    # 5. AdamW (decay on matrices only) and linear warm-up + cosine decay over optimizer steps.
+    optimizer = torch.optim.AdamW(optimizer_groups(scorer.named_parameters(), cfg.weight_decay), lr=cfg.lr)
+    warmup = round(cfg.warmup_ratio * total)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cosine_lr(s, total, warmup, 1.0))
+
+    # 6. accelerate.prepare; checkpoints hold only trainable weights; resume from the newest complete checkpoint.
+    scorer, optimizer, scheduler = accelerator.prepare(scorer, optimizer, scheduler)
+    accelerator.register_save_state_pre_hook(trainable_only)
+    start = _resume(cfg, accelerator, out, log)
+    if cfg.report_to != "none":
+        accelerator.init_trackers("unprior", config=_flat(to_dict(cfg)))
+    log(f"steps: {start} -> {total}, global batch {order.global_batch} rows on {accelerator.num_processes} "
+        f"process(es), lr {cfg.lr} (warm-up {warmup})")
+    return Run(cfg, accelerator, scorer, optimizer, scheduler, processor, data, eval_data, order, total, start, out,
+               console)
+
+
+def train(run: Run) -> dict[str, float]:
+    """The training loop; returns the last logged metrics (with the final evaluation's, if any)."""
+    cfg, acc = run.cfg, run.accelerator
+    window: list[dict[str, torch.Tensor]] = []
+    last: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if run.eval_data is not None and run.start_step == 0:
+        _log_eval(run, 0)  # the starting model's held-out accuracy, for the before/after comparison
+    with _progress(acc) as progress:
+        task = progress.add_task("train", total=run.total_steps, completed=run.start_step)
+        for step in range(run.start_step, run.total_steps):
+            for micro in range(cfg.grad_accum):
+                rows = run.order.micro_rows(step, micro, acc.process_index)
+                with acc.accumulate(run.scorer):
+                    out = _objective(run, rows)
+                    acc.backward(out.losses.mean())  # accelerate divides by grad_accum
+                window.append(out.metrics)
+            grad_norm = acc.clip_grad_norm_(run.scorer.parameters(), cfg.max_grad_norm) if cfg.max_grad_norm else None
+            run.optimizer.step()
+            run.scheduler.step()
+            run.optimizer.zero_grad(set_to_none=True)
+            done = step + 1
+            if done % cfg.log_every == 0 or done == run.total_steps:
+                extra = {"grad_norm": grad_norm} if grad_norm is not None else {}
+                last = _log_metrics(run, done, window, extra, time.perf_counter() - t0)
+                window = []
+                progress.update(task, description=f"train loss {last['loss']:.4f}")
+            if cfg.eval_every and done % cfg.eval_every == 0 and done < run.total_steps and run.eval_data:
+                _log_eval(run, done)
+            if cfg.save_every and done % cfg.save_every == 0 and done < run.total_steps:
+                save_checkpoint(acc, run.out, done, _trainer_state(run, done), cfg.keep_checkpoints)
+            progress.update(task, completed=done)
+    if run.eval_data is not None:
+        last |= _log_eval(run, run.total_steps)
+    final = save_final_model(acc, run.scorer, run.processor, run.out, merge_lora=cfg.merge_lora,
+                             extra_files={"train_state.json": _trainer_state(run, run.total_steps)})
+    run.log(f"model saved to {final} ({time.perf_counter() - t0:.1f}s)")
+    acc.end_training()
+    return last
+
+
+def _objective(run: Run, rows: list[int]) -> ObjectiveOutput:
+    """Policy log-probs of a micro-batch's responses (one forward) -> the objective, with cached reference values."""
+    batch = run.data.batch(rows).to(run.accelerator.device)
+    sums, counts = run.scorer(**batch.responses.inputs())
+    chosen, negatives = batch.split(sums.float(), counts)
+    return objective_loss(chosen, negatives, run.cfg.objective)
+
+
+@torch.no_grad()
+def evaluate(run: Run, data: PreferenceData) -> dict[str, float]:
+    """Held-out preference accuracy per kind, every process taking a share of equally many batches.
+
+    - ``eval/reward_accuracy/<k>``: the implicit reward margin (policy vs reference log-ratios) is positive.
+    - ``eval/logp_accuracy/<k>``: the policy gives the chosen answer a higher summed log-prob than the negative.
+    - ``eval/margin/<k>``: mean summed log-ratio margin ψ_Σ (no β).
+    """
+    acc = run.accelerator
+    per_step = run.cfg.batch_size * acc.num_processes
+    totals = torch.zeros(len(data.kinds), 4, dtype=torch.float64, device=acc.device)
+    run.scorer.eval()
+    for start in range(0, len(data), per_step):
+        chunk = [start + acc.process_index * run.cfg.batch_size + i for i in range(run.cfg.batch_size)]
+        valid = torch.tensor([p < len(data) for p in chunk], device=acc.device)
+        batch = data.batch([p % len(data) for p in chunk]).to(acc.device)
+        chosen, negatives = batch.split(*[t.float() for t in run.scorer(**batch.responses.inputs())])
+        for i, kind in enumerate(data.kinds):
+            neg, present = negatives[kind], negatives[kind].mask & valid
+            psi = (chosen.policy.sum - chosen.reference.sum) - (neg.policy.sum - neg.reference.sum)
+            totals[i] += torch.stack([present.sum(), (present & (psi > 0)).sum(),
+                                      (present & (chosen.policy.sum > neg.policy.sum)).sum(),
+                                      torch.where(present, psi, 0).sum()]).double()
+    run.scorer.train()
+    totals = acc.reduce(totals, reduction="sum")
+    out = {}
+    for i, kind in enumerate(data.kinds):
+        n = max(float(totals[i, 0]), 1.0)
+        out |= {f"eval/reward_accuracy/{kind}": float(totals[i, 1]) / n,
+                f"eval/logp_accuracy/{kind}": float(totals[i, 2]) / n, f"eval/margin/{kind}": float(totals[i, 3]) / n}
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- setup helpers
+
+
+def _prepare_out(cfg: TrainConfig, accelerator: Accelerator) -> Path:
+    """Create ``out``; refuse a non-empty one unless resuming or overwriting. Write the resolved config."""
+    out = Path(cfg.out)
+    if accelerator.is_main_process:
+        busy = out.exists() and any(out.iterdir())
+        if busy and cfg.overwrite and not cfg.resume:
+            shutil.rmtree(out)
+        elif busy and not cfg.resume:
+            raise FileExistsError(f"{out} is not empty; pass resume=true to continue or overwrite=true to restart")
+        out.mkdir(parents=True, exist_ok=True)
+        dump_yaml(cfg, out / "train_config.yaml")
+    accelerator.wait_for_everyone()
+    return out
+
+
+def _reference(cfg: TrainConfig, pairs: str, model, processor, log) -> Any:
+    """The cache entry of ``pairs`` under the starting model (computed now if missing), loaded."""
+    score = ScoreConfig(model=cfg.model, pairs=pairs, image_root=cfg.image_root, max_length=cfg.max_length,
+                        dtype="bfloat16" if cfg.precision == "bf16" else "float32", batch_size=cfg.score_batch_size,
+                        method=cfg.method, cache_dir=cfg.reference_dir)
+    # The freshly loaded fp32 model is the starting model itself, so it can score without a second load.
+    loaded = {"model": model.eval(), "processor": processor} if cfg.precision == "fp32" else {}
+    return load_reference(ensure_reference(score, log=log, **loaded))
+
+
+def _data(cfg: TrainConfig, pairs: str, reference, encoder: RowEncoder, processor, scorer) -> PreferenceData:
+    rows = read_pairs(pairs, image_root=cfg.image_root or None)
+    return PreferenceData(rows, reference, encoder, list(cfg.objective.kinds), processor.tokenizer.pad_token_id,
+                          scorer.repeat_prompts)
+
+
+def _resume_key(cfg: TrainConfig) -> str:
+    data = to_dict(cfg)
+    for name in RESUME_IGNORES:
+        data.pop(name)
+    return config_hash(data)
+
+
+def _trainer_state(run: Run, step: int) -> dict[str, Any]:
+    return {"step": step, "total_steps": run.total_steps, "resume_key": _resume_key(run.cfg),
+            "processes": run.accelerator.num_processes, "global_batch": run.order.global_batch}
+
+
+def _resume(cfg: TrainConfig, accelerator: Accelerator, out: Path, log) -> int:
+    """Load the newest complete checkpoint when resuming; return the step to start from (0 when fresh)."""
+    found = checkpoint_dirs(out) if cfg.resume else []
+    if not found:
+        if cfg.resume:
+            log("resume: no complete checkpoint, starting fresh")
+        _truncate_metrics(out, 0, accelerator)
+        return 0
+    state = load_checkpoint(accelerator, found[-1])
+    if state["resume_key"] != _resume_key(cfg):
+        raise ValueError(f"{found[-1]} was written with a different config; only {', '.join(RESUME_IGNORES)} "
+                         "may change when resuming")
+    _truncate_metrics(out, state["step"], accelerator)
+    log(f"resume: {found[-1].name}, continuing at step {state['step']}")
+    return int(state["step"])
+
+
+# ------------------------------------------------------------------------------------------------- logging
+
+
+def _truncate_metrics(out: Path, step: int, accelerator: Accelerator) -> None:
+    """Drop metrics lines logged after ``step`` (they belong to the interrupted part of a resumed run)."""
+    path = out / "metrics.jsonl"
+    if accelerator.is_main_process and path.exists():
+        kept = [line for line in path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
+        path.write_text("".join(line + "\n" for line in kept))
+    accelerator.wait_for_everyone()
+
+
+def _log_metrics(run: Run, step: int, window: list[dict[str, torch.Tensor]], extra: dict, seconds: float) -> dict:
+    """Average the window's micro-batch metrics over micro-batches and processes; write JSONL and trackers."""
+    keys = sorted(window[0])
+    stacked = torch.stack([torch.stack([m[k].float() for k in keys]) for m in window]).mean(0)
+    reduced = run.accelerator.reduce(stacked.to(run.accelerator.device), reduction="mean").tolist()
+    metrics = {"step": step, **dict(zip(keys, reduced, strict=True))}
+    metrics |= {k: float(v) for k, v in extra.items()}
+    metrics |= {"lr": run.scheduler.get_last_lr()[0], "epoch": step * run.order.global_batch / len(run.data),
+                "seconds": round(seconds, 3)}
+    _write(run, metrics)
+    return metrics
+
+
+def _log_eval(run: Run, step: int) -> dict[str, float]:
+    metrics = evaluate(run, run.eval_data)
+    _write(run, {"step": step, **metrics})
+    accuracy = {k.split("/")[-1]: round(v, 3) for k, v in metrics.items() if k.startswith("eval/logp_accuracy")}
+    run.log(f"eval at step {step}: log-prob preference accuracy {accuracy}")
+    return metrics
+
+
+def _write(run: Run, metrics: dict[str, Any]) -> None:
+    if run.accelerator.is_main_process:
+        with open(run.out / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(metrics) + "\n")
+    if run.cfg.report_to != "none":
+        run.accelerator.log({k: v for k, v in metrics.items() if k != "step"}, step=metrics["step"])
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat |= _flat(value, f"{prefix}{key}.")
+        else:
+            flat[prefix + key] = value if isinstance(value, int | float | str | bool) else str(value)
+    return flat
+
+
+def _progress(accelerator: Accelerator) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    disable=not accelerator.is_main_process)
+
+
+def run_train(cfg: TrainConfig) -> int:
+    """CLI entry: ``unprior train --config configs/train/napo.yaml out=runs/napo``."""
+    run = setup(cfg)
+    metrics = train(run)
+    run.log(f"final: loss {metrics.get('loss', float('nan')):.4f}")
+    return 0
