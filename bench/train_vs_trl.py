@@ -13,7 +13,14 @@ transformers, trl, datasets, unprior) before its baseline, so the memory numbers
   time covers everything a step does (data, collation, forward, backward, optimizer).
 - peak memory: ``ru_maxrss`` at the end minus ``ru_maxrss`` after imports (the training's own peak resident memory:
   model, reference, optimizer state, activations, data); the process totals are printed too.
+- peak tensor memory: a separate, shorter run under ``torch.profiler`` (``profile_memory=True``) from before model
+  loading to the end of training; the peak of live tensor bytes (the CPU analogue of
+  ``torch.cuda.max_memory_allocated``). Only tensors: no allocator caches or library state.
 - step-0 loss: both sides must log the same first loss (log 2 = 0.693147: policy equals reference).
+
+TRL's fused LM head allocates a (tokens × 32768) tile whatever the vocabulary size; with the 400-token vocabulary of
+these models that is an 80× over-allocation, so the TRL workers size the tile to the vocabulary (as it effectively
+is for real 32k vocabularies). Without that, TRL's tensor peak would be about 14× ours on the tiny model.
 
 Both sides do full fine-tuning of every parameter in fp32, AdamW, cosine schedule without warm-up, clipping at 1.0,
 no activation checkpointing (TRL's default is on, which would slow it down 1.75×; platform.md §4). TRL runs its
@@ -55,7 +62,7 @@ def heavy_imports() -> None:
     import transformers  # noqa: F401
     import trl  # noqa: F401
 
-    import unprior.score.reference  # noqa: F401
+    import unprior.score.reference
     import unprior.train.trainer  # noqa: F401
 
 
@@ -113,8 +120,15 @@ def trl_dataset(pairs: Path):
 
 
 def run_trl(args: argparse.Namespace) -> dict:
-    from transformers import AutoProcessor, TrainerCallback
+    import trl.trainer.utils
+    from transformers import AutoConfig, AutoProcessor, TrainerCallback
     from trl import DPOConfig, DPOTrainer
+
+    # TRL's fused LM head allocates a (tokens × 32768) float tile whatever the vocabulary; at our 400-token vocabulary
+    # that is an 80× over-allocation that would flatter us. Size the tile to the vocabulary, as it effectively is
+    # for real 32k-vocabulary models (only its width changes; the arithmetic is the same).
+    vocab = AutoConfig.from_pretrained(args.model).text_config.vocab_size
+    trl.trainer.utils._CHUNKED_LOGPROB_CHUNK_SIZE = min(trl.trainer.utils._CHUNKED_LOGPROB_CHUNK_SIZE, vocab)
 
     stamps: list[float] = []
     losses: list[float] = []
@@ -131,7 +145,7 @@ def run_trl(args: argparse.Namespace) -> dict:
         output_dir=str(args.work / "trl-out"), per_device_train_batch_size=args.batch, max_steps=args.steps,
         learning_rate=args.lr, lr_scheduler_type="cosine", warmup_steps=0, max_grad_norm=1.0, beta=0.1,
         loss_type=["sigmoid"], bf16=False, use_cpu=True, activation_checkpointing=False, report_to="none",
-        save_strategy="no", logging_steps=1, dataloader_num_workers=0, seed=0, optim="adamw_torch",
+        save_strategy="no", logging_steps=1, dataloader_num_workers=0, seed=0,  # TRL's default optim: fused AdamW
     )
     processor = AutoProcessor.from_pretrained(args.model)
     trainer = DPOTrainer(model=str(args.model), args=config, train_dataset=trl_dataset(args.pairs),
@@ -167,28 +181,55 @@ def run_score(args: argparse.Namespace) -> dict:
     return {"seconds": time.perf_counter() - start}
 
 
+def run_side(args: argparse.Namespace) -> dict:
+    if args.side == "trl":
+        return run_trl(args)
+    if args.side == "score":
+        return run_score(args)
+    return run_unprior(args, "naive" if args.side == "unprior_naive" else "prefix")
+
+
+def tensor_peak_mb(prof) -> float:
+    """Peak of live tensor bytes allocated inside the profiled region (CPU allocator events, in time order)."""
+    events = prof.profiler.kineto_results.events()
+    events = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak / 2**20
+
+
 def worker(args: argparse.Namespace) -> None:
+    """One measurement in a fresh process: a timed run (RSS), or a profiled run (peak tensor memory)."""
     import torch
 
     torch.set_num_threads(1)
     heavy_imports()
     baseline = rss_mb()
-    if args.side == "trl":
-        result = run_trl(args)
-    elif args.side == "score":
-        result = run_score(args)
-    else:
-        result = run_unprior(args, "naive" if args.side == "unprior_naive" else "prefix")
-    result |= {"baseline_mb": baseline, "peak_mb": rss_mb()}
-    print("RESULT " + json.dumps(result))
+    if not args.profile:
+        result = run_side(args) | {"baseline_mb": baseline, "peak_mb": rss_mb()}
+        print("RESULT " + json.dumps(result))
+        return
+    from torch.profiler import ProfilerActivity, profile
+
+    import unprior.train.trainer as trainer
+
+    # The profiler sees the calling thread only: encode batches there (no prefetch thread) for this run.
+    trainer.prefetched = lambda data, plan, ahead=2: ((s, m, data.batch(rows)) for s, m, rows in plan)
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        run_side(args)  # model loading, the reference model (TRL), optimizer state and activations all count
+    print("RESULT " + json.dumps({"tensor_peak_mb": tensor_peak_mb(prof)}))
 
 
 # ----------------------------------------------------------------------------------------------------- driver
 
 
-def spawn(side: str, args: argparse.Namespace, model: Path, pairs: Path, work: Path) -> dict:
+def spawn(side: str, args: argparse.Namespace, model: Path, pairs: Path, work: Path, profile: bool = False) -> dict:
+    steps = args.profile_steps if profile else args.steps
     cmd = [sys.executable, __file__, "--worker", side, "--model", str(model), "--pairs", str(pairs),
-           "--work", str(work), "--batch", str(args.batch), "--steps", str(args.steps), "--lr", str(args.lr)]
+           "--work", str(work), "--batch", str(args.batch), "--steps", str(steps), "--lr", str(args.lr)]
+    cmd += ["--profile"] if profile else []
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1",
            "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -221,7 +262,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=256, help="pairs in the dataset")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--work", type=Path, default=Path("/tmp/unprior-bench"))
+    parser.add_argument("--profile-steps", type=int, default=6, help="steps of the profiled (memory) run")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
+    parser.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--side", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--model", type=Path, default=None, help=argparse.SUPPRESS)
@@ -243,29 +286,35 @@ def main() -> None:
         for _ in range(args.repeats):
             for side in SIDES:
                 results[side].append(spawn(side, args, model, pairs, work))
-        raw[size] = {"score": score, **results}
-        report(size, args, results, score)
+        memory = {side: spawn(side, args, model, pairs, work, profile=True) for side in SIDES}
+        raw[size] = {"score": score, "memory": memory, **results}
+        report(size, args, results, memory, score)
     if args.json:
         args.json.write_text(json.dumps(raw, indent=1))
 
 
-def report(size: str, args: argparse.Namespace, results: dict[str, list[dict]], score: dict) -> None:
+def report(size: str, args: argparse.Namespace, results: dict[str, list[dict]], memory: dict[str, dict],
+           score: dict) -> None:
     rows = {}
     for side, runs in results.items():
         rows[side] = {
             "pairs_s": statistics.median(pairs_per_second(r, side, args) for r in runs),
+            "tensor_mb": memory[side]["tensor_peak_mb"],
             "train_mb": statistics.median(r["peak_mb"] - r["baseline_mb"] for r in runs),
             "peak_mb": statistics.median(r["peak_mb"] for r in runs),
             "loss0": runs[0]["losses"][0],
         }
     trl = rows["trl"]
     print(f"\n{size} LLaVA, batch {args.batch} pairs, {args.steps} steps ({args.warmup} warm-up), "
-          f"median of {args.repeats}")
-    print("| side | pairs/s | × TRL | training peak RSS (MB) | × TRL | process peak RSS (MB) | step-0 loss |")
-    print("|---|---|---|---|---|---|---|")
+          f"median of {args.repeats}; tensor peak from a {args.profile_steps}-step profiled run")
+    print("| side | pairs/s | × TRL | peak tensor memory (MB) | × TRL | training peak RSS (MB) | × TRL | "
+          "process peak RSS (MB) | step-0 loss |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for side, r in rows.items():
-        print(f"| {side} | {r['pairs_s']:.1f} | {r['pairs_s'] / trl['pairs_s']:.2f} | {r['train_mb']:.0f} | "
-              f"{r['train_mb'] / trl['train_mb']:.2f} | {r['peak_mb']:.0f} | {r['loss0']:.6f} |")
+        print(f"| {side} | {r['pairs_s']:.1f} | {r['pairs_s'] / trl['pairs_s']:.2f} | {r['tensor_mb']:.1f} | "
+              f"{r['tensor_mb'] / trl['tensor_mb']:.2f} | {r['train_mb']:.0f} | "
+              f"{r['train_mb'] / trl['train_mb']:.2f} | "
+              f"{r['peak_mb']:.0f} | {r['loss0']:.6f} |")
     print(f"one-time reference scoring (unprior score, {args.rows} pairs): {score['seconds']:.2f} s, "
           f"{args.rows / score['seconds']:.0f} pairs/s")
     assert abs(rows["unprior"]["loss0"] - trl["loss0"]) < 1e-4, "step-0 losses differ"

@@ -129,7 +129,11 @@ def test_sft_and_mdpo_terms():
     chosen, negatives = batch()
     corrupted = negatives["error_injection"]
     cfg = ObjectiveConfig(
-        kinds={"error_injection": KindConfig(weight=0.0)}, beta=0.5, sft_weight=1.0, conditional_weight=1.0, anchor_weight=1.0
+        kinds={"error_injection": KindConfig(weight=0.0)},
+        beta=0.5,
+        sft_weight=1.0,
+        conditional_weight=1.0,
+        anchor_weight=1.0,
     )
     out = objective_loss(chosen, {"error_injection": negatives["error_injection"]}, cfg, corrupted=corrupted)
     expected = [1 + 0.4740769841801067 + 0.3132616875182228, 1 + math.log(2) + math.log(2)]

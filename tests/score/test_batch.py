@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
+
 import torch
+from PIL import Image
 
 from unprior.models.families import load_model
 from unprior.pairs.schema import Negative, PairRow
-from unprior.score.batch import Dropped, EncodedRow, RowEncoder, collate
+from unprior.score.batch import Dropped, RowEncoder
 
 from .helpers import png
 
@@ -19,40 +22,57 @@ def row(**kw) -> PairRow:
 
 def test_long_response_is_cut_from_the_end_and_image_tokens_stay(family_model):
     _, processor = load_model(family_model("llava"))
-    full = RowEncoder(processor, max_length=512).encode(row(), 0)
-    prompt_len = full.prompt_len
-    tight = RowEncoder(processor, max_length=prompt_len + 4).encode(row(), 0)
-    assert isinstance(tight, EncodedRow)
+    full, _ = RowEncoder(processor, max_length=512).encode([(0, row())])
+    prompt_len = int(full.prompt_lens[0])
+    tight, dropped = RowEncoder(processor, max_length=prompt_len + 4).encode([(0, row())])
+    assert not dropped
     image_id = processor.tokenizer.convert_tokens_to_ids("<image>")
     assert (tight.prompt["input_ids"] == image_id).sum() == (full.prompt["input_ids"] == image_id).sum() == 16
-    assert [len(r) for r in tight.responses] == [4, 4]
-    assert tight.truncated == [True, True]
-    assert torch.equal(tight.responses[1], full.responses[1][:4])  # the start is kept
-    assert full.truncated == [False, False]
+    assert [len(r) for r in tight.responses[0]] == [4, 4]
+    assert tight.truncated == [[True, True]]
+    assert torch.equal(tight.responses[0][1], full.responses[0][1][:4])  # the start is kept
+    assert full.truncated == [[False, False]]
 
 
 def test_unusable_rows_are_dropped_with_a_reason(family_model):
     _, processor = load_model(family_model("qwen2_vl"))
     encoder = RowEncoder(processor, max_length=24)
-    assert encoder.encode(row(image=None), 0) == Dropped(0, "no_image")
-    assert encoder.encode(row(image=b"not an image"), 1) == Dropped(1, "unreadable_image")
-    assert encoder.encode(row(chosen="  "), 2) == Dropped(2, "empty_chosen")
-    assert encoder.encode(row(prompt="Describe " * 30), 3) == Dropped(3, "prompt_too_long")
-    assert isinstance(encoder.encode(row(), 4), EncodedRow)
+    rows = [row(image=None), row(image=b"not an image"), row(chosen="  "), row(prompt="Describe " * 30), row()]
+    encoded, dropped = encoder.encode(list(enumerate(rows)))
+    assert dropped == [Dropped(0, "no_image"), Dropped(1, "unreadable_image"), Dropped(2, "empty_chosen"),
+                       Dropped(3, "prompt_too_long")]
+    assert encoded.indices == [4]
+    assert encoded.prompt["image_grid_thw"].shape[0] == 1  # the dropped rows' images were processed away
+
+
+def test_an_image_the_processor_refuses_is_dropped(family_model, monkeypatch):
+    _, processor = load_model(family_model("llava"))
+    encoder = RowEncoder(processor, max_length=64)
+    real = encoder.process
+
+    def picky(texts, images):
+        if any(image.size == (5, 500) for image in images):
+            raise ValueError("aspect ratio")
+        return real(texts, images)
+
+    monkeypatch.setattr(encoder, "process", picky)
+    buf = io.BytesIO()
+    Image.new("RGB", (5, 500)).save(buf, "PNG")
+    encoded, dropped = encoder.encode([(0, row()), (1, row(image=buf.getvalue())), (2, row())])
+    assert dropped == [Dropped(1, "unprocessable_image")] and encoded.indices == [0, 2]
 
 
 def test_collate_shared_and_repeated(family_model):
     _, processor = load_model(family_model("qwen2_vl"))
     encoder = RowEncoder(processor, max_length=128)
-    rows = [encoder.encode(row(), 0), encoder.encode(row(prompt="What color is the apple here?"), 1)]
-    pad = processor.tokenizer.pad_token_id
-    shared = collate(rows, [[0, 1], [1]], pad, repeat_prompts=False)
+    rows, _ = encoder.encode([(0, row()), (1, row(prompt="What color is the apple here?"))])
+    shared = encoder.collate(rows, [[0, 1], [1]], repeat_prompts=False)
     assert shared.row_of.tolist() == [0, 0, 1]
     assert shared.prompt["input_ids"].shape[0] == 2 and shared.prompt["image_grid_thw"].shape[0] == 2
-    assert shared.prompt_lens.tolist() == [rows[0].prompt_len, rows[1].prompt_len]
-    assert shared.response_mask.sum(1).tolist() == [len(rows[0].responses[0]), len(rows[0].responses[1]),
-                                                    len(rows[1].responses[1])]
-    repeated = collate(rows, [[0, 1], [1]], pad, repeat_prompts=True)
+    assert shared.prompt["attention_mask"][0, -1] == 0  # right padding: the first prompt is the shorter one
+    lens = [len(rows.responses[0][0]), len(rows.responses[0][1]), len(rows.responses[1][1])]
+    assert shared.response_mask.sum(1).tolist() == lens
+    repeated = encoder.collate(rows, [[0, 1], [1]], repeat_prompts=True)
     assert repeated.row_of.tolist() == [0, 1, 2]
-    assert repeated.prompt["input_ids"].shape[0] == 3
-    assert repeated.prompt["pixel_values"].shape[0] == 3 * rows[0].prompt["pixel_values"].shape[0]
+    assert repeated.prompt_lens.tolist() == [rows.prompt_lens[0], rows.prompt_lens[0], rows.prompt_lens[1]]
+    assert repeated.prompt["pixel_values"].shape[0] == 3 * rows.prompt["pixel_values"].shape[0] // 2

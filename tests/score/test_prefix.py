@@ -14,7 +14,7 @@ from unprior.losses import Responses, SeqLogps, objective_loss, objective_preset
 from unprior.models.families import FAMILIES, load_model
 from unprior.pairs.schema import read_pairs
 from unprior.score import prefix as prefix_module
-from unprior.score.batch import RowEncoder, collate
+from unprior.score.batch import RowEncoder
 from unprior.score.prefix import ResponseScorer, enable_activation_checkpointing
 
 KINDS = ("error_injection", "language_bias", "vision_bias")
@@ -25,12 +25,14 @@ def encoded(model_dir, pairs_path, n=3):
     rows = read_pairs(pairs_path)[:n]
     rows[1] = rows[1].__class__(**{**rows[1].__dict__, "prompt": "What color is the apple in the picture?"})
     encoder = RowEncoder(processor, max_length=128)
-    return [encoder.encode(row, i) for i, row in enumerate(rows)], processor.tokenizer.pad_token_id
+    encoded, dropped = encoder.encode(list(enumerate(rows)))
+    assert not dropped
+    return encoded, encoder
 
 
-def objective(scorer: ResponseScorer, rows, pad_id) -> torch.Tensor:
-    picks = [list(range(len(r.responses))) for r in rows]
-    batch = collate(rows, picks, pad_id, repeat_prompts=scorer.repeat_prompts)
+def objective(scorer: ResponseScorer, rows, encoder) -> torch.Tensor:
+    picks = [list(range(len(r))) for r in rows.responses]
+    batch = encoder.collate(rows, picks, repeat_prompts=scorer.repeat_prompts)
     sums, counts = scorer(**batch.inputs())
     sums, counts = sums.view(len(rows), 4), counts.view(len(rows), 4)
     reference = sums.detach() + torch.linspace(-1.0, 1.0, sums.numel()).view_as(sums)  # fixed, policy != reference
@@ -44,10 +46,10 @@ def objective(scorer: ResponseScorer, rows, pad_id) -> torch.Tensor:
     return objective_loss(responses(0), negatives, cfg).losses.mean()
 
 
-def loss_and_grads(model, method, rows, pad_id):
+def loss_and_grads(model, method, rows, encoder):
     model.zero_grad(set_to_none=True)
     scorer = ResponseScorer(model, method)
-    loss = objective(scorer, rows, pad_id)
+    loss = objective(scorer, rows, encoder)
     loss.backward()
     grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
     return loss.detach(), grads
@@ -55,11 +57,11 @@ def loss_and_grads(model, method, rows, pad_id):
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_shared_prefix_equals_naive_forward(family, family_model, small_pairs):
-    rows, pad_id = encoded(family_model(family), small_pairs)
+    rows, encoder = encoded(family_model(family), small_pairs)
     model, _ = load_model(family_model(family))
     assert prefix_module.prefix_positions(model) is not None
-    naive_loss, naive_grads = loss_and_grads(model, "naive", rows, pad_id)
-    prefix_loss, prefix_grads = loss_and_grads(model, "prefix", rows, pad_id)
+    naive_loss, naive_grads = loss_and_grads(model, "naive", rows, encoder)
+    prefix_loss, prefix_grads = loss_and_grads(model, "prefix", rows, encoder)
     assert abs(naive_loss.item() - prefix_loss.item()) < 1e-5
     assert naive_grads.keys() == prefix_grads.keys()
     assert any("vision" in name or "visual" in name for name in prefix_grads)  # through the cache into the tower
@@ -70,24 +72,24 @@ def test_shared_prefix_equals_naive_forward(family, family_model, small_pairs):
 @pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
 def test_shared_prefix_with_activation_checkpointing(family, family_model, small_pairs):
     """transformers drops caches inside checkpointed layers unless they are read-only; ours are replay-safe."""
-    rows, pad_id = encoded(family_model(family), small_pairs)
+    rows, encoder = encoded(family_model(family), small_pairs)
     model, _ = load_model(family_model(family))
-    naive_loss, naive_grads = loss_and_grads(model, "naive", rows, pad_id)
+    naive_loss, naive_grads = loss_and_grads(model, "naive", rows, encoder)
     enable_activation_checkpointing(model)
     model.train()
-    loss, grads = loss_and_grads(model, "prefix", rows, pad_id)
+    loss, grads = loss_and_grads(model, "prefix", rows, encoder)
     assert abs(naive_loss.item() - loss.item()) < 1e-5
     assert max((naive_grads[k] - grads[k]).abs().max().item() for k in naive_grads) < 1e-5
 
 
 def test_vision_tower_runs_once_per_row_with_the_prefix(family_model, small_pairs):
-    rows, pad_id = encoded(family_model("llava"), small_pairs)
+    rows, encoder = encoded(family_model("llava"), small_pairs)
     model, _ = load_model(family_model("llava"))
     calls = []
     model.model.vision_tower.register_forward_hook(lambda mod, args, out: calls.append(args[0].shape[0]))
     for method in ("prefix", "naive"):
         scorer = ResponseScorer(model, method)
-        batch = collate(rows, [[0, 1, 2, 3]] * len(rows), pad_id, repeat_prompts=scorer.repeat_prompts)
+        batch = encoder.collate(rows, [[0, 1, 2, 3]] * len(rows), repeat_prompts=scorer.repeat_prompts)
         with torch.no_grad():
             scorer(**batch.inputs())
     assert calls == [len(rows), 4 * len(rows)]

@@ -13,7 +13,7 @@ from unprior.cli import main
 from unprior.models.families import load_model
 from unprior.pairs.schema import read_pairs
 from unprior.score import reference as reference_module
-from unprior.score.batch import RowEncoder, collate
+from unprior.score.batch import RowEncoder
 from unprior.score.config import ScoreConfig
 from unprior.score.prefix import ResponseScorer
 from unprior.score.reference import ensure_reference, load_reference
@@ -68,8 +68,9 @@ def test_entry_holds_what_training_reads(family_model, small_pairs, tmp_path):
     assert ref.rows == list(range(12))
     # The cached numbers are the frozen model's log-probs of row 0, scored here directly.
     model, processor = load_model(cfg.model)
-    row = RowEncoder(processor, 64).encode(read_pairs(small_pairs)[0], 0)
-    batch = collate([row], [[0, 1, 2, 3]], processor.tokenizer.pad_token_id, repeat_prompts=True)
+    encoder = RowEncoder(processor, 64)
+    rows, _ = encoder.encode([(0, read_pairs(small_pairs)[0])])
+    batch = encoder.collate(rows, [[0, 1, 2, 3]], repeat_prompts=True)
     with torch.no_grad():
         sums, counts = ResponseScorer(model.eval(), "naive")(**batch.inputs())
     assert ref.sums[0] == pytest.approx(sums.double().numpy(), abs=1e-4)

@@ -41,7 +41,7 @@ def test_batch_layout_masks_and_reference(family_model, tmp_path):
                                                       cache_dir=str(tmp_path / "c")), log=lambda _: None))
     _, processor = load_model(model_dir)
     data = PreferenceData(read_pairs(path), ref, RowEncoder(processor, 64), ["error_injection", "vision_bias"],
-                          processor.tokenizer.pad_token_id, repeat_prompts=False)
+                          repeat_prompts=False)
     assert data.rows == [0, 1, 2]
     assert data.picks[2] == {"error_injection": 1, "vision_bias": 3}  # the first of each kind
     batch = data.batch([0, 1, 2])
@@ -58,4 +58,4 @@ def test_batch_layout_masks_and_reference(family_model, tmp_path):
     with pytest.raises(ValueError, match="does not match"):
         batch.split(sums, counts + 1)
     with pytest.raises(ValueError, match="no negatives in this pairs file"):
-        PreferenceData(read_pairs(path), ref, RowEncoder(processor, 64), ["image_weakening"], 0, False)
+        PreferenceData(read_pairs(path), ref, RowEncoder(processor, 64), ["image_weakening"], False)

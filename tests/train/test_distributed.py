@@ -49,4 +49,4 @@ def test_two_processes_match_one(family_model, train_pairs, eval_pairs, tmp_path
     w1, w2 = (load_file(out / "model" / "adapter_model.safetensors") for out in (single, double))
     assert w1.keys() == w2.keys()
     assert max((w1[k] - w2[k]).abs().max().item() for k in w1) < 1e-5
-    assert torch.isfinite(torch.tensor([l for _, l in losses(double)])).all()
+    assert torch.isfinite(torch.tensor([loss for _, loss in losses(double)])).all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -43,7 +44,7 @@ def test_smoke_learns_and_saves_a_loadable_adapter(family_model, train_pairs, ev
     assert [m["step"] for m in logged if "eval/margin/error_injection" in m] == [0, 6]
     assert last["eval/margin/language_bias"] > 0  # the policy moved away from the reference
     # The adapter loads onto the starting model and reproduces the trained policy (the reference is untouched).
-    base, processor = load_model(family_model("llava"))
+    base, _ = load_model(family_model("llava"))
     before = {k: v.clone() for k, v in base.state_dict().items()}
     tuned = PeftModel.from_pretrained(base, out / "model")
     assert any("lora_B" in k and v.abs().sum() > 0 for k, v in adapter(out).items())
@@ -166,3 +167,13 @@ def test_kill_9_during_a_checkpoint_write_leaves_no_complete_looking_checkpoint(
     assert losses(killed) == losses(whole)
     assert [p.name for p in checkpoint_dirs(killed)] == ["step-0000002", "step-0000004"]
     assert not (killed / "checkpoints" / ".step-0000004.partial").exists()
+
+
+def test_bf16_autocast_runs_and_scores_the_reference_in_bf16(family_model, train_pairs, tmp_path):
+    out = tmp_path / "run"
+    run = setup(config(family_model("llava"), train_pairs, out, precision="bf16", max_steps=2))
+    assert run.accelerator.mixed_precision == "bf16"
+    train(run)
+    assert all(torch.isfinite(torch.tensor(loss)) for _, loss in losses(out))
+    manifests = list((tmp_path / "reference").glob("*/manifest.json"))
+    assert [json.loads(m.read_text())["key_inputs"]["dtype"] for m in manifests] == ["bfloat16"]

@@ -11,7 +11,7 @@ for the policy and the reference) and returns per-example losses with detached r
 """
 
 from unprior.losses.base import LossOutput, SeqLogps
-from unprior.losses.config import PRESETS, KindConfig, ObjectiveConfig, objective_preset
+from unprior.losses.config import ORIGINAL_ROLE, PRESETS, KindConfig, ObjectiveConfig, objective_preset
 from unprior.losses.distributed import global_mean, global_means
 from unprior.losses.dpo import cdpo_loss, dpo_loss, hinge_loss, ipo_loss, nll_loss, robust_dpo_loss, simpo_loss
 from unprior.losses.mdpo import anchor_loss, conditional_image_loss
@@ -21,6 +21,7 @@ from unprior.losses.table import LOSSES, LossSpec
 
 __all__ = [
     "LOSSES",
+    "ORIGINAL_ROLE",
     "PRESETS",
     "KindConfig",
     "LossOutput",

@@ -11,8 +11,6 @@ from pathlib import Path
 
 import torch
 from transformers import (
-    AutoModelForImageTextToText,
-    AutoProcessor,
     CLIPVisionConfig,
     LlamaConfig,
     LlavaConfig,
@@ -109,7 +107,8 @@ def save_model(model: torch.nn.Module, processor: object, out: str | Path) -> No
 
 
 def load_model(path: str | Path, *, trust_remote_code: bool = False, dtype: torch.dtype | None = None):
-    """Load any image-text-to-text model and its processor, offline-friendly (local paths never touch the hub)."""
-    processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
-    model = AutoModelForImageTextToText.from_pretrained(path, trust_remote_code=trust_remote_code, dtype=dtype)
-    return model, processor
+    """Load any image-text-to-text model and its processor offline; see :func:`unprior.models.families.load_model`
+    (which also handles the no-video Qwen-VL processors)."""
+    from unprior.models.families import load_model as load_any
+
+    return load_any(path, trust_remote_code=trust_remote_code, dtype=dtype)

@@ -1,10 +1,11 @@
-"""One prompt, many responses: encode a pairs row with the model's own processor, truncate safely, and collate.
+"""One prompt, many responses: encode pairs rows with the model's own processor, truncate safely, and collate.
 
 A row's prompt is the chat-templated user turn (image part + question) followed by the generation prompt, run through
 the processor, which expands the image placeholder into the family's image tokens and produces the pixel tensors
-(``pixel_values``, ``image_grid_thw``, ``pixel_attention_mask``, ...). Every response (the chosen answer and each
-negative) is tokenised on its own as ``text + eos`` and appended to that prompt, whatever perturbation produced it:
-NaPO scores every response against the full original prompt with the original image (papers.md §2.2).
+(``pixel_values``, ``image_grid_thw``, ``pixel_attention_mask``, ...). Rows are processed a batch at a time, in one
+processor call, so the processor pads and stacks each family's pixel tensors its own way. Every response (the chosen
+answer and each negative) is tokenised on its own as ``text + eos`` and appended to the prompt, whatever perturbation
+produced it: NaPO scores every response against the full original prompt with the original image (papers.md §2.2).
 
 Truncation never cuts image tokens (peers.md §4 item 9): a response longer than ``max_length − prompt length`` is cut
 from the end, and a row whose prompt leaves no room for a single response token is dropped with a reason, before any
@@ -24,29 +25,10 @@ from torch import Tensor
 from unprior.pairs.schema import PairRow, open_image
 
 PER_TOKEN_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
-"""Processor outputs with one value per prompt token: right-padded on collation, zero-extended over responses.
-Every other processor output is per image and concatenated along its first dimension."""
+"""Processor outputs with one value per prompt token (zero-extended over responses on the naive path)."""
 
-DROP_REASONS = ("no_image", "unreadable_image", "empty_chosen", "prompt_too_long")
+DROP_REASONS = ("no_image", "unreadable_image", "unprocessable_image", "empty_chosen", "prompt_too_long")
 """Why a row is not scored or trained on (counted, never raised mid-run)."""
-
-
-@dataclass
-class EncodedRow:
-    """A pairs row ready for the model: the processed prompt and each response's (truncated) token ids."""
-
-    index: int
-    """Position of the row in the pairs file."""
-    prompt: dict[str, Tensor]
-    """Processor outputs for this row alone (per-token keys are ``(1, P)``)."""
-    responses: list[Tensor]
-    """``(R_i,)`` int64 token ids per response: the chosen answer first, then each negative, in file order."""
-    truncated: list[bool]
-    """Per response: whether it was cut to fit ``max_length``."""
-
-    @property
-    def prompt_len(self) -> int:
-        return int(self.prompt["input_ids"].shape[1])
 
 
 @dataclass
@@ -57,46 +39,26 @@ class Dropped:
     reason: str
 
 
-class RowEncoder:
-    """Turns :class:`PairRow` s into :class:`EncodedRow` s with a model's processor and a token budget.
+@dataclass
+class EncodedRows:
+    """Several usable rows ready for the model: their processed prompts and each response's (truncated) ids."""
 
-    Args:
-        processor: The model's processor (``apply_chat_template``, ``__call__(text=, images=)``, ``tokenizer``).
-        max_length: Most tokens of prompt + response; image tokens count.
-    """
+    indices: list[int]
+    """Positions of the rows in the pairs file."""
+    prompt: dict[str, Tensor]
+    """Processor outputs of the prompts; per-token keys are right-padded ``(B, P)``."""
+    prompt_lens: Tensor
+    """``(B,)`` int64 prompt lengths (image tokens included)."""
+    responses: list[list[Tensor]]
+    """Per row, ``(R_i,)`` int64 token ids per response: the chosen answer first, then each negative in file order."""
+    truncated: list[list[bool]]
+    """Per row and response: whether it was cut to fit ``max_length``."""
+    texts: list[str]
+    """The templated prompts (to re-run the processor for the naive forward)."""
+    images: list[Image.Image]
 
-    def __init__(self, processor, max_length: int) -> None:
-        self.processor = processor
-        self.tokenizer = processor.tokenizer
-        self.max_length = max_length
-
-    def prompt(self, image: Image.Image, text: str) -> dict[str, Tensor]:
-        """Processor outputs for one user turn holding ``image`` and ``text``, ending in the generation prompt."""
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
-        templated = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return dict(self.processor(text=[templated], images=[[image]], return_tensors="pt"))
-
-    def response(self, text: str) -> Tensor:
-        """``(R,)`` token ids of ``text`` followed by EOS, as the model would generate it."""
-        ids = self.tokenizer(text + self.tokenizer.eos_token, add_special_tokens=False)["input_ids"]
-        return torch.tensor(ids, dtype=torch.long)
-
-    def encode(self, row: PairRow, index: int) -> EncodedRow | Dropped:
-        """Encode ``row``'s prompt and every response (chosen, then negatives), or say why it cannot be used."""
-        if row.image is None:
-            return Dropped(index, "no_image")
-        if not row.chosen.strip():
-            return Dropped(index, "empty_chosen")
-        try:
-            image = open_image(row.image)
-        except (OSError, ValueError, Image.DecompressionBombError):
-            return Dropped(index, "unreadable_image")
-        prompt = self.prompt(image, row.prompt)
-        budget = self.max_length - int(prompt["input_ids"].shape[1])
-        if budget < 1:
-            return Dropped(index, "prompt_too_long")
-        full = [self.response(text) for text in [row.chosen, *(n.text for n in row.negatives)]]
-        return EncodedRow(index, prompt, [ids[:budget] for ids in full], [len(ids) > budget for ids in full])
+    def __len__(self) -> int:
+        return len(self.indices)
 
 
 @dataclass
@@ -127,44 +89,134 @@ class ResponseBatch:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def _pad_right(rows: Sequence[Tensor], value: int) -> Tensor:
-    width = max(int(r.shape[-1]) for r in rows)
-    return torch.cat([F.pad(r, (0, width - int(r.shape[-1])), value=value) for r in rows])
-
-
-def collate_prompts(prompts: Sequence[dict[str, Tensor]], pad_id: int) -> dict[str, Tensor]:
-    """Stack single-row processor outputs: per-token keys right-padded, per-image keys concatenated."""
-    out: dict[str, Tensor] = {}
-    for key in prompts[0]:
-        values = [p[key] for p in prompts]
-        if key in PER_TOKEN_KEYS:
-            out[key] = _pad_right(values, pad_id if key == "input_ids" else 0)
-        else:
-            out[key] = torch.cat(values)
-    return out
-
-
-def collate(
-    rows: Sequence[EncodedRow], picks: Sequence[Sequence[int]], pad_id: int, *, repeat_prompts: bool
-) -> ResponseBatch:
-    """Batch the responses ``picks[i]`` (indices into ``rows[i].responses``) of each row.
+class RowEncoder:
+    """Turns :class:`PairRow` s into :class:`EncodedRows` and :class:`ResponseBatch` es with a model's processor.
 
     Args:
-        rows: Encoded rows.
-        picks: Per row, which responses to include, in order; responses are laid out row by row.
-        pad_id: The tokenizer's pad id.
-        repeat_prompts: Give every response its own copy of its prompt (the naive concatenated forward) instead of
-            one prompt per row (the shared-prefix forward).
+        processor: The model's processor (``apply_chat_template``, ``__call__(text=, images=)``, ``tokenizer``).
+        max_length: Most tokens of prompt + response; image tokens count.
     """
-    responses = [row.responses[j] for row, pick in zip(rows, picks, strict=True) for j in pick]
-    row_of = torch.tensor([i for i, pick in enumerate(picks) for _ in pick], dtype=torch.long)
-    prompt_rows = [rows[i] for i in row_of.tolist()] if repeat_prompts else list(rows)
-    ids = _pad_right([r.unsqueeze(0) for r in responses], pad_id)
-    mask = _pad_right([torch.ones(1, len(r), dtype=torch.bool) for r in responses], 0)
-    return ResponseBatch(
-        prompt=collate_prompts([r.prompt for r in prompt_rows], pad_id),
-        prompt_lens=torch.tensor([r.prompt_len for r in prompt_rows], dtype=torch.long),
-        response_ids=ids,
-        response_mask=mask,
-        row_of=torch.arange(len(responses)) if repeat_prompts else row_of,
-    )
+
+    def __init__(self, processor, max_length: int) -> None:
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.max_length = max_length
+        self._templated: dict[str, str] = {}
+
+    def template(self, text: str) -> str:
+        """The chat-templated user turn (image part + ``text``) with the generation prompt; cached per text."""
+        if text not in self._templated:
+            messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+            self._templated[text] = self.processor.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=False
+            )
+        return self._templated[text]
+
+    def process(self, texts: Sequence[str], images: Sequence[Image.Image]) -> dict[str, Tensor]:
+        """One processor call: prompts right-padded, pixel tensors stacked the family's way."""
+        out = self.processor(text=list(texts), images=[[image] for image in images], return_tensors="pt",
+                             padding=True, padding_side="right")
+        return dict(out)
+
+    def responses(self, texts: Sequence[str]) -> list[Tensor]:
+        """``(R_i,)`` token ids of each text followed by EOS, as the model would generate it."""
+        eos = self.tokenizer.eos_token
+        ids = self.tokenizer([text + eos for text in texts], add_special_tokens=False)["input_ids"]
+        return [torch.tensor(i, dtype=torch.long) for i in ids]
+
+    def encode(self, rows: Sequence[tuple[int, PairRow]]) -> tuple[EncodedRows | None, list[Dropped]]:
+        """Encode ``(file position, row)`` pairs: the usable ones together, the others with their reason."""
+        dropped: list[Dropped] = []
+        kept: list[tuple[int, PairRow, Image.Image]] = []
+        for index, row in rows:
+            reason, image = self._check(row)
+            if reason:
+                dropped.append(Dropped(index, reason))
+            else:
+                kept.append((index, row, image))
+        prompt = self._process_or_drop(kept, dropped)
+        if prompt is not None:
+            lens = prompt["attention_mask"].sum(1)
+            too_long = {index for (index, _, _), n in zip(kept, lens.tolist(), strict=True) if n >= self.max_length}
+            if too_long:
+                dropped += [Dropped(index, "prompt_too_long") for index in sorted(too_long)]
+                kept = [item for item in kept if item[0] not in too_long]
+                prompt = self._process_or_drop(kept, dropped)
+        dropped.sort(key=lambda d: d.index)
+        if prompt is None:
+            return None, dropped
+        return self._with_responses(kept, prompt), dropped
+
+    def _check(self, row: PairRow) -> tuple[str | None, Image.Image | None]:
+        if row.image is None:
+            return "no_image", None
+        if not row.chosen.strip():
+            return "empty_chosen", None
+        try:
+            return None, open_image(row.image)
+        except (OSError, ValueError, Image.DecompressionBombError):
+            return "unreadable_image", None
+
+    def _process_or_drop(self, kept: list, dropped: list[Dropped]) -> dict[str, Tensor] | None:
+        """Process the kept rows together; if the processor refuses the batch, find and drop the rows it refuses."""
+        if not kept:
+            return None
+        try:
+            return self.process([self.template(row.prompt) for _, row, _ in kept], [im for _, _, im in kept])
+        except ValueError:  # e.g. an image the processor cannot resize (extreme aspect ratio)
+            bad = {index for index, row, image in kept if not self._processable(row, image)}
+            if not bad:
+                raise
+            dropped += [Dropped(index, "unprocessable_image") for index in sorted(bad)]
+            kept[:] = [item for item in kept if item[0] not in bad]
+            return self._process_or_drop(kept, dropped)
+
+    def _processable(self, row: PairRow, image: Image.Image) -> bool:
+        try:
+            self.process([self.template(row.prompt)], [image])
+        except ValueError:
+            return False
+        return True
+
+    def _with_responses(self, kept: list, prompt: dict[str, Tensor]) -> EncodedRows:
+        lens = prompt["attention_mask"].sum(1).long()
+        texts = [[row.chosen, *(n.text for n in row.negatives)] for _, row, _ in kept]
+        flat = self.responses([t for ts in texts for t in ts])
+        responses, truncated, start = [], [], 0
+        for ts, n in zip(texts, lens.tolist(), strict=True):
+            budget = self.max_length - n
+            ids = flat[start : start + len(ts)]
+            start += len(ts)
+            responses.append([r[:budget] for r in ids])
+            truncated.append([len(r) > budget for r in ids])
+        return EncodedRows(
+            indices=[index for index, _, _ in kept],
+            prompt=prompt,
+            prompt_lens=lens,
+            responses=responses,
+            truncated=truncated,
+            texts=[self.template(row.prompt) for _, row, _ in kept],
+            images=[image for _, _, image in kept],
+        )
+
+    def collate(self, rows: EncodedRows, picks: Sequence[Sequence[int]], *, repeat_prompts: bool) -> ResponseBatch:
+        """Batch the responses ``picks[i]`` (indices into ``rows.responses[i]``) of each row.
+
+        Args:
+            rows: Encoded rows.
+            picks: Per row, which responses to include, in order; responses are laid out row by row.
+            repeat_prompts: Give every response its own copy of its prompt and image (the naive concatenated
+                forward; the processor is run again on the repeated rows) instead of one prompt per row (the
+                shared-prefix forward).
+        """
+        responses = [rows.responses[i][j] for i, pick in enumerate(picks) for j in pick]
+        row_of = torch.tensor([i for i, pick in enumerate(picks) for _ in pick], dtype=torch.long)
+        width = max(len(r) for r in responses)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.stack([F.pad(r, (0, width - len(r)), value=pad) for r in responses])
+        mask = torch.stack([torch.arange(width) < len(r) for r in responses])
+        if not repeat_prompts:
+            return ResponseBatch(rows.prompt, rows.prompt_lens, ids, mask, row_of)
+        order = row_of.tolist()
+        prompt = self.process([rows.texts[i] for i in order], [rows.images[i] for i in order])
+        return ResponseBatch(prompt, rows.prompt_lens[row_of], ids, mask, torch.arange(len(responses)))

@@ -12,7 +12,11 @@ the cached keys and values into the prompt's forward, so gradients are exact.
 **Naive** (what TRL does). Every response is concatenated with its own copy of the prompt and image. Used for
 families not in :data:`PREFIX_SUPPORT`, and as the reference the shared prefix is tested against.
 
-Both paths compute the vocabulary log-softmax only at response positions (:func:`unprior.score.logps.token_logps`).
+The shared prefix calls the model's parts directly: the multimodal base model (vision tower, projector, language
+model) for the prompt, then the language decoder for the continuations, and the LM head only at the positions that
+predict a response token, so neither pass materialises ``(tokens, vocabulary)`` logits for prompt or padding
+positions. The naive path runs the whole model and keeps logits from the shortest prompt's end on. Both compute the
+log-softmax only at response positions (:func:`unprior.score.logps.token_logps`).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 
 from unprior.losses import SeqLogps
 from unprior.score.batch import PER_TOKEN_KEYS
-from unprior.score.logps import sequence_logps
+from unprior.score.logps import sequence_logps, token_logps
 
 Positions = Literal["1d", "mrope"]
 Method = Literal["auto", "prefix", "naive"]
@@ -147,6 +151,7 @@ class ResponseScorer(nn.Module):
     def _prefix(
         self, prompt: dict[str, Tensor], lens: Tensor, ids: Tensor, mask: Tensor, row_of: Tensor
     ) -> SeqLogps:
+        hf = base_model(self.model)
         rows = torch.arange(len(lens), device=lens.device)
         last_token = prompt["input_ids"][rows, lens - 1]
         # Prompt minus its last token: that token starts each continuation, so it predicts the first response token.
@@ -155,7 +160,7 @@ class ResponseScorer(nn.Module):
         prefix_mask[rows, lens - 1] = 0
         prefix["attention_mask"] = prefix_mask[:, :-1]
         recorded = Cache(layer_class_to_replicate=_RecordingLayer)
-        self.model(**prefix, past_key_values=recorded, use_cache=True, logits_to_keep=1)
+        hf.model(**prefix, past_key_values=recorded, use_cache=True)  # vision tower + prompt, no LM head
 
         start = self._last_prompt_position(prompt, lens)
         width = ids.shape[1] + 1
@@ -165,12 +170,17 @@ class ResponseScorer(nn.Module):
         if self.positions == "mrope":
             positions = positions.unsqueeze(0).expand(3, -1, -1)
         cache = Cache(layers=[_PrefixLayer(layer.keys[row_of], layer.values[row_of]) for layer in recorded.layers])
-        out = self.model(
+        hidden = hf.get_decoder()(
             input_ids=inputs, attention_mask=attention, position_ids=positions, past_key_values=cache, use_cache=False
+        ).last_hidden_state
+        # hidden[:, t] predicts response token t; the LM head runs only where a response token is predicted.
+        scored = torch.cat([mask, torch.zeros_like(mask[:, :1])], 1)
+        logits = hf.get_output_embeddings()(hidden[scored])
+        per_token = token_logps(logits.unsqueeze(0), ids[mask].unsqueeze(0), torch.ones_like(logits[None, :, 0]))
+        sums = torch.zeros(len(ids), dtype=per_token.dtype, device=ids.device).index_add(
+            0, torch.nonzero(mask)[:, 0], per_token[0]
         )
-        # logits[:, t] predicts response token t; the last position predicts past the response and is not scored.
-        pad = torch.zeros_like(ids[:, :1])
-        return sequence_logps(out.logits, torch.cat([ids, pad], 1), torch.cat([mask, pad.bool()], 1))
+        return SeqLogps(sum=sums, count=mask.sum(1).to(sums.dtype))
 
     def _last_prompt_position(self, prompt: dict[str, Tensor], lens: Tensor) -> Tensor:
         """``(B,)`` position id of each prompt's last token (a text token)."""

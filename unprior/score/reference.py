@@ -37,8 +37,8 @@ import torch
 
 from unprior.config import dump_yaml
 from unprior.io import cache_root, is_complete, read_json, sha256_dir, sha256_file, staged_dir, write_json, write_jsonl
-from unprior.pairs.schema import iter_pairs, pairs_metadata
-from unprior.score.batch import Dropped, EncodedRow, RowEncoder, collate
+from unprior.pairs.schema import PairRow, iter_pairs, pairs_metadata
+from unprior.score.batch import RowEncoder
 from unprior.score.config import ScoreConfig
 from unprior.score.prefix import ResponseScorer
 
@@ -74,9 +74,23 @@ def _image_root(cfg: ScoreConfig) -> str | None:
     return pairs_metadata(cfg.pairs)["image_root"]
 
 
+_FINGERPRINTS: dict[tuple, str] = {}
+
+
 def model_fingerprint(model: str) -> str:
-    """Hash of every file of a local model directory; a hub id is taken as its name (pin a revision)."""
-    return sha256_dir(model) if Path(model).is_dir() else f"hub:{model}"
+    """Hash of every file of a local model directory; a hub id is taken as its name (pin a revision).
+
+    Memoised in this process by the files' names, sizes and modification times, so scoring a training and an
+    evaluation file reads multi-gigabyte weights once.
+    """
+    root = Path(model)
+    if not root.is_dir():
+        return f"hub:{model}"
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    stamp = (str(root.resolve()), *((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+    if stamp not in _FINGERPRINTS:
+        _FINGERPRINTS[stamp] = sha256_dir(root)
+    return _FINGERPRINTS[stamp]
 
 
 def key_inputs(cfg: ScoreConfig, processor) -> dict[str, Any]:
@@ -113,28 +127,16 @@ def load_frozen(cfg: ScoreConfig):
     return model.eval(), processor
 
 
-def encoded_rows(
-    cfg: ScoreConfig, encoder: RowEncoder, dropped: list[dict[str, Any]]
-) -> Iterator[tuple[EncodedRow, str, list[str]]]:
-    """Encoded rows of the pairs file with their id and response kinds; unusable rows go to ``dropped``."""
-    root = cfg.image_root or None
-    for index, row in enumerate(iter_pairs(cfg.pairs, image_root=root)):
-        encoded = encoder.encode(row, index)
-        if isinstance(encoded, Dropped):
-            dropped.append({"row": index, "id": row.id, "reason": encoded.reason})
-            continue
-        yield encoded, row.id, [CHOSEN, *(n.kind for n in row.negatives)]
-
-
-def _batches(rows: Iterator[Any], n: int) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) == n:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def _chunks(cfg: ScoreConfig) -> Iterator[list[tuple[int, PairRow]]]:
+    """The pairs file's rows with their file positions, ``batch_size`` at a time."""
+    chunk: list[tuple[int, PairRow]] = []
+    for index, row in enumerate(iter_pairs(cfg.pairs, image_root=cfg.image_root or None)):
+        chunk.append((index, row))
+        if len(chunk) == cfg.batch_size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 @torch.no_grad()
@@ -143,25 +145,25 @@ def score_pairs(cfg: ScoreConfig, model, processor, log: Log = print) -> tuple[p
     rows."""
     scorer = ResponseScorer(model, cfg.method, log=log)
     encoder = RowEncoder(processor, cfg.max_length)
-    pad_id = processor.tokenizer.pad_token_id
     dropped: list[dict[str, Any]] = []
     columns: dict[str, list[Any]] = {name: [] for name in REFERENCE_SCHEMA.names}
-    for batch in _batches(encoded_rows(cfg, encoder, dropped), cfg.batch_size):
-        rows = [row for row, _, _ in batch]
-        picks = [list(range(len(row.responses))) for row in rows]
-        inputs = collate(rows, picks, pad_id, repeat_prompts=scorer.repeat_prompts)
-        sums, counts = scorer(**inputs.inputs())
-        sums, counts = sums.double().tolist(), counts.long().tolist()
-        flat = [(row, row_id, j, kind) for row, row_id, kinds in batch for j, kind in enumerate(kinds)]
-        for (row, row_id, j, kind), total, count in zip(flat, sums, counts, strict=True):
-            columns["row"].append(row.index)
-            columns["id"].append(row_id)
-            columns["response"].append(j)
-            columns["kind"].append(kind)
-            columns["logp_sum"].append(total)
-            columns["logp_mean"].append(total / max(count, 1))
-            columns["n_tokens"].append(count)
-            columns["truncated"].append(row.truncated[j])
+    for chunk in _chunks(cfg):
+        ids = {index: row.id for index, row in chunk}
+        kinds = {index: [CHOSEN, *(n.kind for n in row.negatives)] for index, row in chunk}
+        rows, lost = encoder.encode(chunk)
+        dropped += [{"row": d.index, "id": ids[d.index], "reason": d.reason} for d in lost]
+        if rows is None:
+            continue
+        picks = [list(range(len(r))) for r in rows.responses]
+        batch = encoder.collate(rows, picks, repeat_prompts=scorer.repeat_prompts)
+        sums, counts = scorer(**batch.inputs())
+        flat = [(index, j) for index, pick in zip(rows.indices, picks, strict=True) for j in pick]
+        truncated = [t for row in rows.truncated for t in row]
+        for (index, j), total, count, cut in zip(flat, sums.double().tolist(), counts.long().tolist(), truncated,
+                                                 strict=True):
+            for name, value in zip(REFERENCE_SCHEMA.names, (index, ids[index], j, kinds[index][j], total,
+                                                            total / max(count, 1), count, cut), strict=True):
+                columns[name].append(value)
     return pa.Table.from_pydict(columns, schema=REFERENCE_SCHEMA), dropped
 
 

@@ -11,8 +11,9 @@ step, and a run on P processes sees exactly the global batches of a run on one.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Sequence
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +22,7 @@ from torch import Tensor
 
 from unprior.losses import Responses, SeqLogps
 from unprior.pairs.schema import PairRow
-from unprior.score.batch import EncodedRow, ResponseBatch, RowEncoder, collate
+from unprior.score.batch import ResponseBatch, RowEncoder
 from unprior.score.reference import Reference
 
 
@@ -83,8 +84,7 @@ class PreferenceData:
         reference: The loaded cache entry for this file (its rows are the usable ones).
         encoder: Encodes prompts and responses (same processor and ``max_length`` as the reference).
         kinds: The objective's negative kinds.
-        pad_id: The tokenizer's pad id.
-        repeat_prompts: Collate for the naive forward (see :func:`unprior.score.batch.collate`).
+        repeat_prompts: Collate for the naive forward (see :meth:`unprior.score.batch.RowEncoder.collate`).
     """
 
     def __init__(
@@ -93,14 +93,12 @@ class PreferenceData:
         reference: Reference,
         encoder: RowEncoder,
         kinds: Sequence[str],
-        pad_id: int,
         repeat_prompts: bool,
     ) -> None:
         self.pairs = rows
         self.reference = reference
         self.encoder = encoder
         self.kinds = list(kinds)
-        self.pad_id = pad_id
         self.repeat_prompts = repeat_prompts
         self.skipped: Counter[str] = Counter(reference.manifest["dropped"])
         self.picks: dict[int, dict[str, int]] = {}
@@ -132,23 +130,19 @@ class PreferenceData:
 
     def batch(self, positions: Sequence[int]) -> TrainBatch:
         """The rows at ``positions`` (indices into :attr:`rows`), encoded and collated."""
-        encoded: list[EncodedRow] = []
-        picks: list[list[int]] = []
-        for pos in positions:
-            row = self.rows[pos]
-            enc = self.encoder.encode(self.pairs[row], row)
-            if not isinstance(enc, EncodedRow):
-                raise ValueError(f"row {row} was scored but cannot be encoded now ({enc.reason}); re-run score")
-            encoded.append(enc)
-            picks.append([0, *self.picks[row].values()])
-        responses = collate(encoded, picks, self.pad_id, repeat_prompts=self.repeat_prompts)
+        rows = [self.rows[pos] for pos in positions]
+        encoded, dropped = self.encoder.encode([(row, self.pairs[row]) for row in rows])
+        if dropped or encoded is None:
+            raise ValueError(f"rows {[d.index for d in dropped]} were scored but cannot be encoded now "
+                             f"({[d.reason for d in dropped]}); re-run unprior score")
+        picks = [[0, *self.picks[row].values()] for row in rows]
+        responses = self.encoder.collate(encoded, picks, repeat_prompts=self.repeat_prompts)
         starts = np.cumsum([0, *(len(p) for p in picks[:-1])])
-        kind_index = {k: torch.zeros(len(positions), dtype=torch.long) for k in self.kinds}
-        kind_mask = {k: torch.zeros(len(positions), dtype=torch.bool) for k in self.kinds}
-        ref = {name: (torch.zeros(len(positions), dtype=torch.float64), torch.zeros(len(positions)))
-               for name in ["chosen", *self.kinds]}
-        for b, (pos, start) in enumerate(zip(positions, starts, strict=True)):
-            row = self.rows[pos]
+        n = len(rows)
+        kind_index = {k: torch.zeros(n, dtype=torch.long) for k in self.kinds}
+        kind_mask = {k: torch.zeros(n, dtype=torch.bool) for k in self.kinds}
+        ref = {name: (torch.zeros(n, dtype=torch.float64), torch.zeros(n)) for name in ["chosen", *self.kinds]}
+        for b, (row, start) in enumerate(zip(rows, starts, strict=True)):
             sums, counts = self.reference.sums[row], self.reference.counts[row]
             ref["chosen"][0][b], ref["chosen"][1][b] = sums[0], counts[0]
             for offset, (kind, j) in enumerate(self.picks[row].items(), start=1):
@@ -196,3 +190,22 @@ class Order:
     def micro_rows(self, step: int, micro: int, rank: int) -> list[int]:
         chunk = micro * self.processes + rank
         return self.global_rows(step)[chunk * self.batch_size : (chunk + 1) * self.batch_size]
+
+
+def prefetched(data: PreferenceData, plan: Iterable[tuple[int, int, list[int]]], ahead: int = 2,
+               ) -> Iterator[tuple[int, int, TrainBatch]]:
+    """Yield ``(step, micro, batch)`` for each ``(step, micro, rows)`` of ``plan``, encoding up to ``ahead`` batches
+    in a background thread while the model computes (the processor's image work overlaps the forward/backward).
+
+    Encoding is deterministic, so prefetching changes nothing but the wall time.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="unprior-data") as pool:
+        queue: deque[tuple[int, int, Future[TrainBatch]]] = deque()
+        for step, micro, rows in plan:
+            queue.append((step, micro, pool.submit(data.batch, rows)))
+            if len(queue) > ahead:
+                s, m, future = queue.popleft()
+                yield s, m, future.result()
+        while queue:
+            s, m, future = queue.popleft()
+            yield s, m, future.result()

@@ -43,7 +43,7 @@ from unprior.train.checkpoint import (
     trainable_only,
 )
 from unprior.train.config import TrainConfig
-from unprior.train.data import Order, PreferenceData
+from unprior.train.data import Order, PreferenceData, TrainBatch, prefetched
 from unprior.train.model import build_policy, optimizer_groups
 
 RESUME_IGNORES = ("resume", "overwrite", "log_every", "save_every", "keep_checkpoints", "eval_every", "report_to",
@@ -105,7 +105,7 @@ def setup(cfg: TrainConfig) -> Run:
 
     # 4. Data: usable rows (scored by the reference, holding an objective kind), one negative per kind per row.
     encoder = RowEncoder(processor, cfg.max_length)
-    datasets = [_data(cfg, pairs, ref, encoder, processor, scorer) for pairs, ref in
+    datasets = [_data(cfg, pairs, ref, encoder, scorer) for pairs, ref in
                 zip([p for p in (cfg.pairs, cfg.eval_pairs) if p], references, strict=True)]
     data, eval_data = datasets[0], (datasets[1] if len(datasets) > 1 else None)
     log(f"data: {len(data)} rows, negatives per kind {dict(data.kind_counts)}, skipped {dict(data.skipped)}")
@@ -113,7 +113,8 @@ def setup(cfg: TrainConfig) -> Run:
     total = cfg.max_steps or math.ceil(cfg.epochs * len(data) / order.global_batch)
 
     # 5. AdamW (decay on matrices only) and linear warm-up + cosine decay over optimizer steps.
-    optimizer = torch.optim.AdamW(optimizer_groups(scorer.named_parameters(), cfg.weight_decay), lr=cfg.lr)
+    groups = optimizer_groups(scorer.named_parameters(), cfg.weight_decay)
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
     warmup = round(cfg.warmup_ratio * total)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cosine_lr(s, total, warmup, 1.0))
 
@@ -137,15 +138,17 @@ def train(run: Run) -> dict[str, float]:
     t0 = time.perf_counter()
     if run.eval_data is not None and run.start_step == 0:
         _log_eval(run, 0)  # the starting model's held-out accuracy, for the before/after comparison
+    plan = ((step, micro, run.order.micro_rows(step, micro, acc.process_index))
+            for step in range(run.start_step, run.total_steps) for micro in range(cfg.grad_accum))
     with _progress(acc) as progress:
         task = progress.add_task("train", total=run.total_steps, completed=run.start_step)
-        for step in range(run.start_step, run.total_steps):
-            for micro in range(cfg.grad_accum):
-                rows = run.order.micro_rows(step, micro, acc.process_index)
-                with acc.accumulate(run.scorer):
-                    out = _objective(run, rows)
-                    acc.backward(out.losses.mean())  # accelerate divides by grad_accum
-                window.append(out.metrics)
+        for step, micro, batch in prefetched(run.data, plan):  # batches are encoded in a background thread
+            with acc.accumulate(run.scorer):
+                out = _objective(run, batch)
+                acc.backward(out.losses.mean())  # accelerate divides by grad_accum
+            window.append(out.metrics)
+            if micro < cfg.grad_accum - 1:
+                continue
             grad_norm = acc.clip_grad_norm_(run.scorer.parameters(), cfg.max_grad_norm) if cfg.max_grad_norm else None
             run.optimizer.step()
             run.scheduler.step()
@@ -170,9 +173,9 @@ def train(run: Run) -> dict[str, float]:
     return last
 
 
-def _objective(run: Run, rows: list[int]) -> ObjectiveOutput:
+def _objective(run: Run, batch: TrainBatch) -> ObjectiveOutput:
     """Policy log-probs of a micro-batch's responses (one forward) -> the objective, with cached reference values."""
-    batch = run.data.batch(rows).to(run.accelerator.device)
+    batch = batch.to(run.accelerator.device)
     sums, counts = run.scorer(**batch.responses.inputs())
     chosen, negatives = batch.split(sums.float(), counts)
     return objective_loss(chosen, negatives, run.cfg.objective)
@@ -217,12 +220,13 @@ def evaluate(run: Run, data: PreferenceData) -> dict[str, float]:
 def _prepare_out(cfg: TrainConfig, accelerator: Accelerator) -> Path:
     """Create ``out``; refuse a non-empty one unless resuming or overwriting. Write the resolved config."""
     out = Path(cfg.out)
+    busy = out.exists() and any(out.iterdir())
+    if busy and not (cfg.resume or cfg.overwrite):  # every process raises, so none waits at the barrier below
+        raise FileExistsError(f"{out} is not empty; pass resume=true to continue or overwrite=true to restart")
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        busy = out.exists() and any(out.iterdir())
         if busy and cfg.overwrite and not cfg.resume:
             shutil.rmtree(out)
-        elif busy and not cfg.resume:
-            raise FileExistsError(f"{out} is not empty; pass resume=true to continue or overwrite=true to restart")
         out.mkdir(parents=True, exist_ok=True)
         dump_yaml(cfg, out / "train_config.yaml")
     accelerator.wait_for_everyone()
@@ -239,10 +243,9 @@ def _reference(cfg: TrainConfig, pairs: str, model, processor, log) -> Any:
     return load_reference(ensure_reference(score, log=log, **loaded))
 
 
-def _data(cfg: TrainConfig, pairs: str, reference, encoder: RowEncoder, processor, scorer) -> PreferenceData:
+def _data(cfg: TrainConfig, pairs: str, reference, encoder: RowEncoder, scorer) -> PreferenceData:
     rows = read_pairs(pairs, image_root=cfg.image_root or None)
-    return PreferenceData(rows, reference, encoder, list(cfg.objective.kinds), processor.tokenizer.pad_token_id,
-                          scorer.repeat_prompts)
+    return PreferenceData(rows, reference, encoder, list(cfg.objective.kinds), scorer.repeat_prompts)
 
 
 def _resume_key(cfg: TrainConfig) -> str:
@@ -254,6 +257,7 @@ def _resume_key(cfg: TrainConfig) -> str:
 
 def _trainer_state(run: Run, step: int) -> dict[str, Any]:
     return {"step": step, "total_steps": run.total_steps, "resume_key": _resume_key(run.cfg),
+            "data_position": step * run.order.global_batch, "seed": run.cfg.seed,
             "processes": run.accelerator.num_processes, "global_batch": run.order.global_batch}
 
 

@@ -83,7 +83,12 @@ def train_base(cfg: BaseConfig, log=print) -> Path:
         torch.set_num_threads(cfg.threads)
     world = resolve_world(cfg)
     out = base_dir_for(cfg, world)
+    key = base_key(cfg, read_json(world / "manifest.json")["config_hash"])
     if is_complete(out) and not cfg.overwrite:
+        found = read_json(out / "manifest.json").get("key")
+        if found != key:
+            raise FileExistsError(f"{out} holds a base model trained with another config (key {found}, "
+                                  f"wanted {key}); pass overwrite=true to retrain it there")
         log(f"base model: reusing {out}")
         return out
     t0 = time.perf_counter()
@@ -118,6 +123,7 @@ def train_base(cfg: BaseConfig, log=print) -> Path:
             "format_version": BASE_FORMAT_VERSION,
             "world": str(world),
             "world_hash": read_json(world / "manifest.json")["config_hash"],
+            "key": key,
             "config": to_dict(cfg),
             "train_seconds": round(time.perf_counter() - t0, 1),
         })

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from unprior.config import check_range, fail
+from unprior.config import check_choice, check_range, fail
 
 
 @dataclass
@@ -13,18 +13,20 @@ class ImageConfig:
 
     size: int = 32
     """Image side in pixels; a multiple of ``cell``. Must match the vision tower's image size."""
-    cell: int = 8
+    cell: int = 16
     """Grid cell side in pixels; one object per cell. Equal to the vision patch size, so one patch sees one object."""
     max_objects: int = 4
     """Scene size: at most this many objects per image (busier scenes make focus questions harder)."""
-    saturation_lo: float = 0.10
+    saturation_lo: float = 0.15
     """Lower bound of the share of the colour's chroma kept (drawn uniformly per object). Lower: harder colours."""
-    saturation_hi: float = 0.35
+    saturation_hi: float = 0.45
     """Upper bound of that share. The colour signal is the main difficulty knob: the language prior only shows
     when colour is hard to read (world-prototype.md §2)."""
     luminance: float = 70.0
-    """Luminance offset of the glyph from the background (sign drawn per object). Keeps shapes easy to read."""
-    hue_jitter: float = 12.0
+    """Luminance offset of the glyph from the background. Keeps shapes easy to read."""
+    polarity: str = "dark"
+    """Glyphs darker than the background ("dark"), lighter ("light"), or either, drawn per object ("both")."""
+    hue_jitter: float = 8.0
     """Per-object RGB jitter (std) added to the tint: blurs neighbouring hues (red/orange/pink, blue/cyan/purple)."""
     noise: float = 18.0
     """Per-pixel Gaussian noise std (0-255 scale)."""
@@ -38,6 +40,7 @@ class ImageConfig:
         check_range(self, "saturation_lo", 0.0, 1.0)
         check_range(self, "saturation_hi", self.saturation_lo, 1.0)
         check_range(self, "luminance", 0.0, 120.0)
+        check_choice(self, "polarity", ("dark", "light", "both"))
         check_range(self, "hue_jitter", 0.0, 255.0)
         check_range(self, "noise", 0.0, 255.0)
 

@@ -52,13 +52,15 @@ def glyph_mask(glyph: str, n: int) -> np.ndarray:
 def render(objects: list[Placed], cfg: ImageConfig, rng: np.random.Generator) -> np.ndarray:
     """Draw a scene as a (size, size, 3) uint8 array.
 
-    Background: a uniform grey in [90, 170]. Each object: its glyph, offset from the background by
-    ``±luminance`` (the shape signal), tinted by ``s * chroma(colour)`` with s ~ U(saturation_lo, saturation_hi)
+    Background: a uniform grey (in [120, 190] for dark glyphs, [60, 130] for light ones, [90, 170] for both).
+    Each object: its glyph, offset from the background by ``luminance`` (the shape signal), tinted by
+    ``s * chroma(colour)`` with s ~ U(saturation_lo, saturation_hi)
     plus a per-object RGB jitter (the colour signal), then per-pixel noise over the whole image.
     """
     size, cell = cfg.size, cfg.cell
     per_row = size // cell
-    img = np.full((size, size, 3), rng.uniform(90, 170), dtype=np.float32)
+    lo, hi = {"dark": (120, 190), "light": (60, 130), "both": (90, 170)}[cfg.polarity]
+    img = np.full((size, size, 3), rng.uniform(lo, hi), dtype=np.float32)
     for obj in objects:
         n = cell - 1
         mask = glyph_mask(BY_NAME[obj.category].glyph, n)
@@ -68,7 +70,8 @@ def render(objects: list[Placed], cfg: ImageConfig, rng: np.random.Generator) ->
         chroma = rgb - rgb.mean()
         s = rng.uniform(cfg.saturation_lo, cfg.saturation_hi)
         tint = s * chroma + rng.normal(0, cfg.hue_jitter, 3)
-        lum = cfg.luminance * (1 if rng.random() < 0.5 else -1)
+        sign = {"dark": -1.0, "light": 1.0}.get(cfg.polarity) or (1.0 if rng.random() < 0.5 else -1.0)
+        lum = cfg.luminance * sign
         patch = img[oy : oy + n, ox : ox + n]
         patch[mask] = patch[mask] + lum + tint
     img += rng.normal(0, cfg.noise, img.shape).astype(np.float32)
