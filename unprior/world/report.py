@@ -67,7 +67,7 @@ def headline(report: dict[str, Any]) -> dict[str, Any]:
         "cf_partner_hallucination": c["describe"]["partner_hallucination"],
         "id_chair_i": i["describe"]["chair_i"],
         "cf_chair_i": c["describe"]["chair_i"],
-        "cf_busy_overdescribe": c["attribute"]["busy_overdescribe"],
+        "id_busy_overdescribe": i["attribute"]["busy_overdescribe"],
     }
 
 
