@@ -25,7 +25,6 @@ from unprior.config import check_range, fail
 from unprior.eval.common import append_jsonl, read_resumable_jsonl
 
 log = logging.getLogger(__name__)
-RETRY_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 
 
 @dataclass
@@ -74,18 +73,6 @@ def _openai_client(cfg: JudgeConfig) -> Any:
     return OpenAI(base_url=cfg.base_url, api_key=key, timeout=cfg.timeout_s, max_retries=0)
 
 
-def _is_transient(error: Exception) -> tuple[bool, str]:
-    """(retry?, short description without secrets) for an exception raised by the openai client."""
-    import openai
-
-    if isinstance(error, openai.APIStatusError):
-        detail = str(getattr(error, "message", "")) or type(error).__name__
-        return error.status_code in RETRY_STATUS, f"HTTP {error.status_code}: {detail[:300]}"
-    if isinstance(error, openai.APIConnectionError):  # includes APITimeoutError
-        return True, type(error).__name__
-    return False, f"{type(error).__name__}: {error}"
-
-
 class Judge:
     """Ask a judge model, once per distinct (model, prompt), with retries.
 
@@ -131,6 +118,8 @@ class Judge:
         return answer
 
     def _call(self, prompt: str) -> tuple[str, str]:
+        from unprior.pairs.backends.openai import classify_error  # one notion of "transient" for every client
+
         delay = self.cfg.backoff_s
         for attempt in range(self.cfg.max_retries + 1):
             self.requests += 1
@@ -140,7 +129,7 @@ class Judge:
                     temperature=self.cfg.temperature, max_tokens=self.cfg.max_tokens)
                 return resp.choices[0].message.content or "", resp.model or ""
             except Exception as e:
-                transient, what = _is_transient(e)
+                transient, what = classify_error(e)
                 if not transient:
                     hint = f" (is ${self.cfg.api_key_env} set?)" if "401" in what else ""
                     raise JudgeError(f"judge {self.cfg.base_url} ({self.cfg.model}): {what}{hint}") from None
