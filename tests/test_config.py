@@ -65,3 +65,9 @@ def test_cli_reports_bad_config(capsys):
 def test_cli_usage_lists_commands(capsys):
     assert main(["--help"]) == 0
     assert "world build" in capsys.readouterr().out
+
+
+def test_flags_are_overrides():
+    from unprior.cli import flag_overrides
+
+    assert flag_overrides(["--resume", "--max-steps=3", "a=1"]) == ["resume=true", "max_steps=3", "a=1"]

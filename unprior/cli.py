@@ -123,6 +123,19 @@ def positional_runs(args: list[str]) -> list[str]:
     return [*(a for a in args if a not in runs), "runs=" + json.dumps(runs)]
 
 
+def flag_overrides(args: list[str]) -> list[str]:
+    """``--resume`` -> ``resume=true`` and ``--key=value`` -> ``key=value``: flags are overrides too."""
+    out = []
+    for a in args:
+        if a.startswith("--") and len(a) > 2:
+            key, sep, value = a[2:].partition("=")
+            key = key.replace("-", "_")
+            out.append(f"{key}={value}" if sep else f"{key}=true")
+        else:
+            out.append(a)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     name, rest = _split_command(argv)
@@ -136,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"unprior {name}", add_help=False)
     parser.add_argument("--config", default=None)
     args, overrides = parser.parse_known_args(rest)
+    overrides = flag_overrides(overrides)
     if name == "eval compare":  # `unprior eval compare RUN... [key=value]`: bare arguments are the runs
         overrides = positional_runs(overrides)
     bad = [o for o in overrides if "=" not in o]
