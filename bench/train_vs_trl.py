@@ -11,8 +11,16 @@ transformers, trl, datasets, unprior) before its baseline, so the memory numbers
 
 - pairs/s: ``batch × steps / wall time`` of the steady steps (the first ``--warmup`` steps are excluded); the wall
   time covers everything a step does (data, collation, forward, backward, optimizer).
-- peak memory: ``ru_maxrss`` at the end minus ``ru_maxrss`` after imports (the training's own peak resident memory:
+- peak memory: the process's peak resident memory minus its resident memory after imports (the training's own peak:
   model, reference, optimizer state, activations, data); the process totals are printed too.
+- peak RSS increase during training: the peak resident memory from the moment the model(s) and data are loaded (TRL:
+  its ``on_train_begin`` callback, after the policy, its reference copy and the dataset are set up; unprior: after
+  ``setup``) to the end, minus the resident memory at that moment. The peak is reset there (Linux
+  ``/proc/self/clear_refs``, then ``VmHWM``), so it is the training loop's own peak, not the loading's. Fixed library
+  and model costs that dominate the RSS of a 150k-parameter model drop out; optimizer state, activations, autograd
+  buffers and batches stay. Printed below the table: how much of it comes during the first step (first-call library
+  state, lazily allocated optimizer state) and the peak increase over the remaining steps, from the end of step 1
+  (TRL's ``on_step_end``; unprior: right after its first optimizer step), reset the same way.
 - peak tensor memory: a separate, shorter run under ``torch.profiler`` (``profile_memory=True``) from before model
   loading to the end of training; the peak of live tensor bytes (the CPU analogue of
   ``torch.cuda.max_memory_allocated``). Only tensors: no allocator caches or library state.
@@ -52,7 +60,37 @@ PROMPT = "Describe the image."
 
 
 def rss_mb() -> float:
+    """Peak resident memory of this process so far (MB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def status_mb(field: str) -> float:
+    """``VmRSS`` (current) or ``VmHWM`` (peak since the last reset) from /proc/self/status, in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
+LOADED: dict[str, float] = {}
+
+
+def mark_loaded() -> None:
+    """Called once the model(s) and data are loaded, right before the training loop: remember the resident memory
+    and the peak so far, then reset the peak so the end of the run reads the training loop's own peak."""
+    LOADED["peak_before_mb"] = rss_mb()
+    LOADED["rss_mb"] = status_mb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (and ru_maxrss) to the current RSS
+
+
+def mark_first_step() -> None:
+    """Called at the end of the first optimizer step: the peak since loading so far, the resident memory now, and a
+    fresh peak, so the rest of the run gives the steady steps' own increase (first-call library state excluded)."""
+    if "step1_rss_mb" in LOADED or "rss_mb" not in LOADED:
+        return
+    LOADED["step1_hwm_mb"] = status_mb("VmHWM")
+    LOADED["step1_rss_mb"] = status_mb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")
 
 
 def heavy_imports() -> None:
@@ -134,8 +172,12 @@ def run_trl(args: argparse.Namespace) -> dict:
     losses: list[float] = []
 
     class Clock(TrainerCallback):
+        def on_train_begin(self, *_, **__):
+            mark_loaded()  # policy, reference copy, dataset, optimizer and dataloader are set up
+
         def on_step_end(self, *_, **__):
             stamps.append(time.perf_counter())
+            mark_first_step()
 
         def on_log(self, _args, _state, _control, logs=None, **__):
             if logs and "loss" in logs:
@@ -166,7 +208,18 @@ def run_unprior(args: argparse.Namespace, method: str) -> dict:
         lora=LoraSettings(enabled=False), train_vision=True, method=method, reference_dir=str(args.work / "ref"),
     )
     cfg.validate()
-    train(setup(cfg))
+    import unprior.train.trainer as trainer
+
+    run = setup(cfg)
+    mark_loaded()  # policy, cached reference values, data and optimizer are set up
+    log_metrics = trainer._log_metrics
+
+    def logged(*a, **k):  # runs right after each optimizer step, as TRL's on_step_end
+        mark_first_step()
+        return log_metrics(*a, **k)
+
+    trainer._log_metrics = logged
+    train(run)
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return {"seconds": [m["seconds"] for m in logged], "losses": [m["loss"] for m in logged]}
 
@@ -208,15 +261,21 @@ def worker(args: argparse.Namespace) -> None:
     heavy_imports()
     baseline = rss_mb()
     if not args.profile:
-        result = run_side(args) | {"baseline_mb": baseline, "peak_mb": rss_mb()}
+        result = run_side(args)
+        end_peak = status_mb("VmHWM")
+        train_peak = max(LOADED.get("step1_hwm_mb", 0.0), end_peak)
+        result |= {"baseline_mb": baseline, "peak_mb": max(LOADED.get("peak_before_mb", 0.0), train_peak),
+                   "loaded_mb": LOADED.get("rss_mb"), "train_hwm_mb": train_peak,
+                   "step1_rss_mb": LOADED.get("step1_rss_mb"), "steady_hwm_mb": end_peak}
         print("RESULT " + json.dumps(result))
         return
     from torch.profiler import ProfilerActivity, profile
 
     import unprior.train.trainer as trainer
+    from unprior.train.data import Prefetcher
 
     # The profiler sees the calling thread only: encode batches there (no prefetch thread) for this run.
-    trainer.prefetched = lambda data, plan, ahead=2: ((s, m, data.batch(rows)) for s, m, rows in plan)
+    trainer.prefetched = lambda data, plan: Prefetcher(data, plan, threaded=False)
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         run_side(args)  # model loading, the reference model (TRL), optimizer state and activations all count
     print("RESULT " + json.dumps({"tensor_peak_mb": tensor_peak_mb(prof)}))
@@ -301,20 +360,32 @@ def report(size: str, args: argparse.Namespace, results: dict[str, list[dict]], 
             "pairs_s": statistics.median(pairs_per_second(r, side, args) for r in runs),
             "tensor_mb": memory[side]["tensor_peak_mb"],
             "train_mb": statistics.median(r["peak_mb"] - r["baseline_mb"] for r in runs),
+            "increase_mb": statistics.median(r["train_hwm_mb"] - r["loaded_mb"] for r in runs),
+            "steady_mb": statistics.median(r["steady_hwm_mb"] - r["step1_rss_mb"] for r in runs),
+            "step1_mb": statistics.median(r["step1_rss_mb"] - r["loaded_mb"] for r in runs),
+            "loaded_mb": statistics.median(r["loaded_mb"] for r in runs),
             "peak_mb": statistics.median(r["peak_mb"] for r in runs),
+            "spread": [round(pairs_per_second(r, side, args), 1) for r in runs],
             "loss0": runs[0]["losses"][0],
         }
     trl = rows["trl"]
     print(f"\n{size} LLaVA, batch {args.batch} pairs, {args.steps} steps ({args.warmup} warm-up), "
           f"median of {args.repeats}; tensor peak from a {args.profile_steps}-step profiled run")
     print("| side | pairs/s | × TRL | peak tensor memory (MB) | × TRL | training peak RSS (MB) | × TRL | "
-          "process peak RSS (MB) | step-0 loss |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "RSS increase during training (MB) | × TRL | RSS after loading (MB) | process peak RSS (MB) | step-0 loss |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for side, r in rows.items():
         print(f"| {side} | {r['pairs_s']:.1f} | {r['pairs_s'] / trl['pairs_s']:.2f} | {r['tensor_mb']:.1f} | "
               f"{r['tensor_mb'] / trl['tensor_mb']:.2f} | {r['train_mb']:.0f} | "
-              f"{r['train_mb'] / trl['train_mb']:.2f} | "
+              f"{r['train_mb'] / trl['train_mb']:.2f} | {r['increase_mb']:.1f} | "
+              f"{r['increase_mb'] / trl['increase_mb']:.2f} | {r['loaded_mb']:.0f} | "
               f"{r['peak_mb']:.0f} | {r['loss0']:.6f} |")
+    for side, r in rows.items():
+        ratios = [round(v / t, 2) for v, t in zip(r["spread"], rows["trl"]["spread"], strict=True)]
+        print(f"pairs/s per repetition, {side}: {r['spread']} (× TRL in the same repetition: {ratios})")
+    for side, r in rows.items():
+        print(f"RSS, {side}: +{r['step1_mb']:.1f} MB during the first step, then a peak of +{r['steady_mb']:.1f} MB "
+              f"over the rest ({r['steady_mb'] / trl['steady_mb']:.2f} × TRL)")
     print(f"one-time reference scoring (unprior score, {args.rows} pairs): {score['seconds']:.2f} s, "
           f"{args.rows / score['seconds']:.0f} pairs/s")
     assert abs(rows["unprior"]["loss0"] - trl["loss0"]) < 1e-4, "step-0 losses differ"

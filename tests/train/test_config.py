@@ -33,7 +33,8 @@ def test_the_default_objective_is_dpo_and_fields_are_documented():
     ("override", "field"),
     [
         ("objective.kinds.rejected.loss=dpo", "objective.kinds.rejected"),
-        ("objective.conditional_weight=1.0", "objective.conditional_weight"),
+        ("corruption.crop_max=1.5", "corruption.crop_min"),
+        ("corruption.kind=blur", "corruption.kind"),
         ("merge_lora=true", "merge_lora"),
         ("batch_size=0", "batch_size"),
         ("precision=fp16", "precision"),

@@ -3,6 +3,9 @@ epoch; a row brings its chosen answer and its first negative of each objective k
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
 import pytest
 import torch
 
@@ -11,7 +14,7 @@ from unprior.pairs.schema import Negative, read_pairs
 from unprior.score.batch import RowEncoder
 from unprior.score.config import ScoreConfig
 from unprior.score.reference import ensure_reference, load_reference
-from unprior.train.data import Order, PreferenceData
+from unprior.train.data import Order, PreferenceData, Prefetcher
 
 
 def test_global_batches_do_not_depend_on_the_process_split():
@@ -57,5 +60,45 @@ def test_batch_layout_masks_and_reference(family_model, tmp_path):
     assert negatives["error_injection"].policy.sum.tolist() == [1.0, 0.0, 6.0]  # absent row: 0
     with pytest.raises(ValueError, match="does not match"):
         batch.split(sums, counts + 1)
+    ref.counts[1][1] += 1  # a cache that does not belong to these rows fails when the batch is built
+    with pytest.raises(ValueError, match="vision_bias: the policy scored"):
+        data.batch([0, 1])
     with pytest.raises(ValueError, match="no negatives in this pairs file"):
         PreferenceData(read_pairs(path), ref, RowEncoder(processor, 64), ["image_weakening"], False)
+
+
+class _Rows:
+    """Stands in for PreferenceData: a "batch" is the tuple of its rows, and every call is recorded."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, ...]] = []
+
+    def batch(self, rows):
+        self.calls.append(tuple(rows))
+        return tuple(rows)
+
+
+@pytest.mark.parametrize("threaded", [True, False])
+def test_prefetcher_yields_the_plan_in_order_and_encodes_ahead_only_when_asked(threaded):
+    plan = [(step, 0, [step, step + 1]) for step in range(5)]
+    data = _Rows()
+    with Prefetcher(data, plan, threaded=threaded) as batches:
+        got = []
+        for step, micro, batch in batches:
+            got.append((step, micro, batch))
+            if threaded:
+                # From step 1 on, batch k+1 starts encoding only at advance() (called right before backward); before
+                # the first advance() the iterator cannot know it will be called, so batch 1 starts with step 0.
+                time.sleep(0.01)
+                assert len(data.calls) == max(step + 1, 2)
+            batches.advance()
+    assert got == [(s, m, tuple(r)) for s, m, r in plan]
+    assert data.calls == [tuple(r) for _, _, r in plan]
+    # Without advance() calls one batch stays in flight, as a plain prefetching iterator.
+    assert [b for _, _, b in Prefetcher(_Rows(), plan)] == [tuple(r) for _, _, r in plan]
+
+
+def test_order_matches_one_permutation_per_epoch():
+    order = Order(n_rows=7, batch_size=3, processes=1, grad_accum=1, seed=5)
+    stream = np.concatenate([np.random.default_rng([5, e]).permutation(7) for e in range(4)]).tolist()
+    assert [r for step in range(9) for r in order.global_rows(step)] == stream[:27]

@@ -199,6 +199,35 @@ class RowEncoder:
             images=[image for _, _, image in kept],
         )
 
+    def with_corrupted(self, rows: EncodedRows, corrupt, *, keep_originals: bool) -> EncodedRows:
+        """The rows' prompts with corrupted images (mDPO's conditional term), each holding only the chosen answer.
+
+        Args:
+            rows: Encoded rows.
+            corrupt: ``corrupt(file position, image) -> image`` (:func:`unprior.score.corrupt.make_corrupter`).
+            keep_originals: Return the original rows first and the corrupted ones after them (``2·B`` rows, one
+                processor call), as training needs; else only the corrupted rows (reference scoring).
+
+        Raises:
+            ValueError: when a corrupted prompt has a different length than the original (the corruption must keep
+                the image's token count).
+        """
+        images = [corrupt(index, image) for index, image in zip(rows.indices, rows.images, strict=True)]
+        chosen = [[responses[0]] for responses in rows.responses]
+        cut = [[truncated[0]] for truncated in rows.truncated]
+        if keep_originals:
+            merged = EncodedRows([*rows.indices, *rows.indices], {}, rows.prompt_lens, [*rows.responses, *chosen],
+                                 [*rows.truncated, *cut], [*rows.texts, *rows.texts], [*rows.images, *images])
+        else:
+            merged = EncodedRows(list(rows.indices), {}, rows.prompt_lens, chosen, cut, list(rows.texts), images)
+        merged.prompt = self.process(merged.texts, merged.images)
+        merged.prompt_lens = merged.prompt["attention_mask"].sum(1).long()
+        expected = rows.prompt_lens.repeat(2) if keep_originals else rows.prompt_lens
+        if not torch.equal(merged.prompt_lens, expected):
+            raise ValueError(f"the corrupted images change the prompt lengths ({merged.prompt_lens.tolist()} vs "
+                             f"{expected.tolist()}); a corruption must keep the image's size")
+        return merged
+
     def collate(self, rows: EncodedRows, picks: Sequence[Sequence[int]], *, repeat_prompts: bool) -> ResponseBatch:
         """Batch the responses ``picks[i]`` (indices into ``rows.responses[i]``) of each row.
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from unprior.config import check_range, fail
+from unprior.score.corrupt import CorruptionConfig
 
 
 @dataclass
@@ -38,6 +39,12 @@ class ScoreConfig:
     """torch threads (0: leave torch's default)."""
     trust_remote_code: bool = False
     """Passed to transformers when loading the model and processor."""
+    corrupted: bool = False
+    """Also score each chosen answer with a corrupted image (mDPO's conditional term), cached in the entry's
+    corrupted/<key> subdirectory, keyed by ``corruption``; training turns this on for objective.conditional_weight >
+    0."""
+    corruption: CorruptionConfig = field(default_factory=CorruptionConfig)
+    """How the corrupted images are made (used when ``corrupted``)."""
 
     def validate(self) -> None:
         check_range(self, "max_length", 2, 1_000_000)
@@ -47,3 +54,4 @@ class ScoreConfig:
             fail("model", "is required (a model directory or hub id)")
         if not self.pairs:
             fail("pairs", "is required (a pairs .parquet or .jsonl file)")
+        self.corruption.validate()

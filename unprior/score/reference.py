@@ -13,10 +13,15 @@ Cache entry ``<cache_dir>/<key>/``::
     noise_report.json   margins per negative kind (see unprior.score.noise_report), noise_sum.png, noise_mean.png
     score_config.yaml   the config that produced the entry
     manifest.json       the key's inputs, counts and timings (written last: marks the entry complete)
+    corrupted/<ckey>/   with ``corrupted=true``: each chosen answer scored with a corrupted image (mDPO's conditional
+                        term): corrupted.parquet (row, id, logp_sum, logp_mean, n_tokens, truncated), dropped.jsonl,
+                        corruption.png (a few originals above their corrupted images), manifest.json
 
 The key hashes exactly what changes the numbers: the model directory's files (weights, config, tokenizer,
 processor), the pairs file's bytes, the image root, the chat template, the image-processor settings, ``max_length``
-and ``dtype``. β, the loss, the batch size and the forward method do not enter it.
+and ``dtype``. β, the loss, the batch size and the forward method do not enter it. A corrupted sub-entry's key adds
+the corruption (kind, seed, parameters) to its entry's key: changing the corruption rescores only the chosen answers
+with the new corrupted images; the entry itself is a hit.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +39,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from PIL import Image
 
 from unprior.config import dump_yaml
 from unprior.io import cache_root, is_complete, read_json, sha256_dir, sha256_file, staged_dir, write_json, write_jsonl
-from unprior.pairs.schema import PairRow, iter_pairs, pairs_metadata
+from unprior.pairs.schema import PairRow, iter_pairs, open_image, pairs_metadata
 from unprior.score.batch import RowEncoder
 from unprior.score.config import ScoreConfig
+from unprior.score.corrupt import CorruptionConfig, make_corrupter
 from unprior.score.prefix import ResponseScorer
 
 REFERENCE_FORMAT_VERSION = 1
 REFERENCE_FILE = "reference.parquet"
+CORRUPTED_FORMAT_VERSION = 1
+CORRUPTED_FILE = "corrupted.parquet"
 CHOSEN = "chosen"
 """``kind`` of the chosen answer's row in reference.parquet."""
 
@@ -115,6 +124,17 @@ def entry_dir(cfg: ScoreConfig, key: str) -> Path:
     return (Path(cfg.cache_dir) if cfg.cache_dir else cache_root() / "reference") / key
 
 
+def corrupted_key_inputs(entry_key: str, corruption: CorruptionConfig) -> dict[str, Any]:
+    """What the corrupted scores depend on beyond their entry's key: the corruption itself."""
+    return {"version": CORRUPTED_FORMAT_VERSION, "reference": entry_key, "corruption": asdict(corruption)}
+
+
+def corrupted_dir(entry: str | Path, corruption: CorruptionConfig) -> Path:
+    """The sub-entry of ``entry`` holding the chosen answers scored with ``corruption``'s images."""
+    entry = Path(entry)
+    return entry / "corrupted" / reference_key(corrupted_key_inputs(entry.name, corruption))
+
+
 # ---------------------------------------------------------------------------------------------------------- scoring
 
 
@@ -167,6 +187,67 @@ def score_pairs(cfg: ScoreConfig, model, processor, log: Log = print) -> tuple[p
     return pa.Table.from_pydict(columns, schema=REFERENCE_SCHEMA), dropped
 
 
+CORRUPTED_SCHEMA = pa.schema(
+    [
+        ("row", pa.int64()),
+        ("id", pa.string()),
+        ("logp_sum", pa.float64()),
+        ("logp_mean", pa.float64()),
+        ("n_tokens", pa.int32()),
+        ("truncated", pa.bool_()),
+    ]
+)
+
+
+@torch.no_grad()
+def score_corrupted(cfg: ScoreConfig, model, processor, log: Log = print) -> tuple[pa.Table, list[dict[str, Any]]]:
+    """Reference log-probs of every chosen answer of ``cfg.pairs`` with its row's corrupted image
+    (``cfg.corruption``), as a table in :data:`CORRUPTED_SCHEMA`, and the dropped rows."""
+    scorer = ResponseScorer(model, cfg.method, log=log)
+    encoder = RowEncoder(processor, cfg.max_length)
+    corrupt = make_corrupter(cfg.corruption, processor)
+    dropped: list[dict[str, Any]] = []
+    columns: dict[str, list[Any]] = {name: [] for name in CORRUPTED_SCHEMA.names}
+    for chunk in _chunks(cfg):
+        ids = {index: row.id for index, row in chunk}
+        rows, lost = encoder.encode(chunk)
+        dropped += [{"row": d.index, "id": ids[d.index], "reason": d.reason} for d in lost]
+        if rows is None:
+            continue
+        rows = encoder.with_corrupted(rows, corrupt, keep_originals=False)
+        batch = encoder.collate(rows, [[0]] * len(rows), repeat_prompts=scorer.repeat_prompts)
+        sums, counts = scorer(**batch.inputs())
+        for index, total, count, cut in zip(rows.indices, sums.double().tolist(), counts.long().tolist(),
+                                            [t[0] for t in rows.truncated], strict=True):
+            for name, value in zip(CORRUPTED_SCHEMA.names, (index, ids[index], total, total / max(count, 1), count,
+                                                            cut), strict=True):
+                columns[name].append(value)
+    return pa.Table.from_pydict(columns, schema=CORRUPTED_SCHEMA), dropped
+
+
+def corruption_preview(cfg: ScoreConfig, processor, n: int = 4) -> Image.Image | None:
+    """The first ``n`` readable images of ``cfg.pairs`` above their corrupted versions, each scaled to 128 px."""
+    corrupt = make_corrupter(cfg.corruption, processor)
+    pairs: list[tuple[Image.Image, Image.Image]] = []
+    for index, row in enumerate(iter_pairs(cfg.pairs, image_root=cfg.image_root or None)):
+        if len(pairs) == n:
+            break
+        try:
+            image = open_image(row.image) if row.image is not None else None
+        except (OSError, ValueError, Image.DecompressionBombError):
+            image = None
+        if image is not None:
+            pairs.append((image.convert("RGB"), corrupt(index, image)))
+    if not pairs:
+        return None
+    side = 128
+    sheet = Image.new("RGB", (side * len(pairs), 2 * side), "white")
+    for i, (original, corrupted) in enumerate(pairs):
+        sheet.paste(original.resize((side, side)), (i * side, 0))
+        sheet.paste(corrupted.resize((side, side)), (i * side, side))
+    return sheet
+
+
 # ---------------------------------------------------------------------------------------------------------- cache
 
 
@@ -193,7 +274,15 @@ def ensure_reference(cfg: ScoreConfig, log: Log = print, *, model=None, processo
     out = entry_dir(cfg, key)
     if is_complete(out) and not cfg.overwrite:
         log(f"reference log-probs: cache hit {out}")
-        return out
+    else:
+        model, processor = _score_entry(cfg, out, key, inputs, model, processor, log)
+    if cfg.corrupted:
+        _ensure_corrupted(cfg, out, model, processor, log)
+    return out
+
+
+def _score_entry(cfg: ScoreConfig, out: Path, key: str, inputs: dict[str, Any], model, processor, log: Log):
+    """Score every response of ``cfg.pairs`` and write the entry ``out`` atomically; return the model used."""
     log(f"reference log-probs: cache miss, scoring {cfg.pairs} with {cfg.model} -> {out}")
     t0 = time.perf_counter()
     if model is None:
@@ -209,6 +298,31 @@ def ensure_reference(cfg: ScoreConfig, log: Log = print, *, model=None, processo
         write_json(tmp / "manifest.json", _manifest(key, inputs, table, dropped, time.perf_counter() - t0))
     log(f"reference log-probs: {table.num_rows} responses of {len(set(table['row'].to_pylist()))} rows scored, "
         f"{len(dropped)} rows dropped ({time.perf_counter() - t0:.1f}s)")
+    return model, processor
+
+
+def _ensure_corrupted(cfg: ScoreConfig, entry: Path, model, processor, log: Log) -> Path:
+    """The corrupted sub-entry of ``entry`` for ``cfg.corruption``: a hit when complete, else scored now."""
+    out = corrupted_dir(entry, cfg.corruption)
+    if is_complete(out) and not cfg.overwrite:
+        log(f"corrupted-image log-probs ({cfg.corruption.kind}): cache hit {out}")
+        return out
+    log(f"corrupted-image log-probs ({cfg.corruption.kind}): cache miss, scoring the chosen answers -> {out}")
+    t0 = time.perf_counter()
+    if model is None:
+        model, processor = load_frozen(cfg)
+    table, dropped = score_corrupted(cfg, model, processor, log)
+    preview = corruption_preview(cfg, processor)
+    with staged_dir(out, overwrite=True) as tmp:
+        pq.write_table(table, tmp / CORRUPTED_FILE)
+        write_jsonl(tmp / "dropped.jsonl", dropped)
+        if preview is not None:
+            preview.save(tmp / "corruption.png")
+        write_json(tmp / "manifest.json", {
+            "kind": "unprior-corrupted-reference", "format_version": CORRUPTED_FORMAT_VERSION,
+            "key": out.name, "key_inputs": corrupted_key_inputs(entry.name, cfg.corruption),
+            "responses": table.num_rows, "dropped": len(dropped), "seconds": round(time.perf_counter() - t0, 2)})
+    log(f"corrupted-image log-probs: {table.num_rows} chosen answers scored ({time.perf_counter() - t0:.1f}s)")
     return out
 
 
@@ -239,6 +353,9 @@ class Reference:
     kinds: dict[int, list[str]]
     """Pairs-file row -> response kinds (``chosen`` first)."""
     manifest: dict[str, Any]
+    corrupted: dict[int, tuple[float, int]] = field(default_factory=dict)
+    """Pairs-file row -> (summed log-prob, token count) of the chosen answer with the row's corrupted image; empty
+    unless loaded with a corruption."""
 
     @property
     def rows(self) -> list[int]:
@@ -246,11 +363,19 @@ class Reference:
         return sorted(self.sums)
 
 
-def load_reference(path: str | Path) -> Reference:
-    """Read a complete cache entry written by :func:`ensure_reference`."""
+def load_reference(path: str | Path, corruption: CorruptionConfig | None = None) -> Reference:
+    """Read a complete cache entry written by :func:`ensure_reference`; with ``corruption``, also its corrupted
+    sub-entry (written by ``ensure_reference`` with ``corrupted=True`` and that corruption)."""
     path = Path(path)
     if not is_complete(path):
         raise FileNotFoundError(f"{path} is not a complete reference entry (no manifest.json)")
+    corrupted: dict[int, tuple[float, int]] = {}
+    if corruption is not None:
+        sub = corrupted_dir(path, corruption)
+        if not is_complete(sub):
+            raise FileNotFoundError(f"{sub} is not a complete corrupted-image entry; score with corrupted=true")
+        table = pq.read_table(sub / CORRUPTED_FILE).to_pydict()
+        corrupted = {r: (s, c) for r, s, c in zip(table["row"], table["logp_sum"], table["n_tokens"], strict=True)}
     data = pq.read_table(path / REFERENCE_FILE).to_pydict()
     sums: dict[int, list[float]] = {}
     counts: dict[int, list[int]] = {}
@@ -264,6 +389,7 @@ def load_reference(path: str | Path) -> Reference:
         counts={r: np.asarray(v, dtype=np.int64) for r, v in counts.items()},
         kinds=kinds,
         manifest=read_json(path / "manifest.json"),
+        corrupted=corrupted,
     )
 
 
@@ -285,5 +411,13 @@ def run_score(cfg: ScoreConfig) -> int:
         for name in ("noise_report.json", "noise_sum.png", "noise_mean.png"):
             shutil.copy2(out / name, target / name)
         console.print(f"noise report copied to {target}")
+    if cfg.corrupted:
+        sub = corrupted_dir(out, cfg.corruption)
+        table = pq.read_table(sub / CORRUPTED_FILE).to_pydict()
+        chosen = load_reference(out).sums
+        drops = [chosen[r][0] - s for r, s in zip(table["row"], table["logp_sum"], strict=True)]
+        console.print(f"  chosen answers, original minus corrupted image ({cfg.corruption.kind}): mean summed "
+                      f"log-prob margin {float(np.mean(drops)) if drops else float('nan'):.4f} over {len(drops)} rows")
+        console.print(f"corrupted-image log-probs: {sub}")
     console.print(f"reference: {out}")
     return 0

@@ -8,6 +8,7 @@ from typing import Literal
 from unprior.config import check_range, fail
 from unprior.losses import ObjectiveConfig
 from unprior.pairs.schema import NEGATIVE_KINDS
+from unprior.score.corrupt import CorruptionConfig
 
 
 @dataclass
@@ -50,6 +51,9 @@ class TrainConfig:
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     """The objective (docs/losses.md; presets in configs/train/ and configs/objective/); its kind names must be
     negative kinds of the pairs data. Default: DPO on the error-injected negatives (preset ``dpo``)."""
+    corruption: CorruptionConfig = field(default_factory=CorruptionConfig)
+    """The corrupted image of mDPO's conditional term (used only when objective.conditional_weight > 0): seeded per
+    row, identical for the reference (cached by ``unprior score``) and the policy."""
     max_length: int = 1024
     """Most tokens of prompt + response (image tokens included); responses are cut from the end, prompts that do
     not fit are dropped and counted."""
@@ -89,7 +93,8 @@ class TrainConfig:
     eval_every: int = 0
     """Evaluate on ``eval_pairs`` every N steps (0: only at the end)."""
     report_to: Literal["none", "tensorboard", "wandb"] = "none"
-    """Also send metrics to this tracker (through accelerate; needs the tensorboard or wandb package)."""
+    """Also send metrics to this tracker: tensorboard (event files in out/tensorboard; needs the tensorboard package,
+    extra ``unprior[tensorboard]``) or wandb (needs the wandb package)."""
     merge_lora: bool = False
     """Save the final model with the LoRA weights merged in (a plain model) instead of the adapter."""
     reference_dir: str = ""
@@ -107,8 +112,6 @@ class TrainConfig:
         if unknown:
             known = ", ".join(NEGATIVE_KINDS)
             fail(f"objective.kinds.{unknown[0]}", f"is not a negative kind of the pairs data ({known})")
-        if self.objective.conditional_weight > 0:
-            fail("objective.conditional_weight", "mDPO's conditional image term is not supported by the trainer yet")
         check_range(self, "max_length", 2, 1_000_000)
         for name in ("batch_size", "grad_accum", "log_every", "score_batch_size"):
             check_range(self, name, 1, 1_000_000)
@@ -125,3 +128,4 @@ class TrainConfig:
             fail("merge_lora", "needs lora.enabled")
         self.lora.validate()
         self.objective.validate()
+        self.corruption.validate()

@@ -3,7 +3,9 @@
 ``setup`` builds everything in a commented order; ``train`` is the loop: rows -> shared-prefix forward (every response
 of a row continues one encoding of its image and prompt) -> the objective (NaPO Eq. 14, or any preset) with the
 cached reference log-probs -> backward, clip, step. No reference model is in memory: its log-probs come from the
-``unprior score`` cache, computed once on the main process if missing.
+``unprior score`` cache, computed once on the main process if missing. With mDPO's conditional term
+(``objective.conditional_weight > 0``) each row also brings a prompt with its corrupted image (``corruption``),
+scored in the same forward; its reference values come from the same cache.
 
 Distribution, precision and sharding come from the user's accelerate config (``accelerate launch`` or
 ``torchrun``): DDP, FSDP and DeepSpeed are accelerate's. The global batch is ``batch_size × processes ×
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -22,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, set_seed
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -33,6 +37,7 @@ from unprior.models.sft import cosine_lr
 from unprior.pairs.schema import read_pairs
 from unprior.score.batch import RowEncoder
 from unprior.score.config import ScoreConfig
+from unprior.score.corrupt import make_corrupter
 from unprior.score.prefix import ResponseScorer
 from unprior.score.reference import ensure_reference, load_reference
 from unprior.train.checkpoint import (
@@ -45,6 +50,7 @@ from unprior.train.checkpoint import (
 from unprior.train.config import TrainConfig
 from unprior.train.data import Order, PreferenceData, TrainBatch, prefetched
 from unprior.train.model import build_policy, optimizer_groups
+from unprior.train.tracking import Tracker, check_available, make_tracker
 
 RESUME_IGNORES = ("resume", "overwrite", "log_every", "save_every", "keep_checkpoints", "eval_every", "report_to",
                   "threads", "score_batch_size")
@@ -68,6 +74,8 @@ class Run:
     start_step: int
     out: Path
     console: Console
+    tracker: Tracker | None = None
+    """The ``report_to`` tracker (main process only)."""
 
     def log(self, message: str) -> None:
         if self.accelerator.is_main_process:
@@ -78,7 +86,9 @@ def setup(cfg: TrainConfig) -> Run:
     """Build the run in this order; every process calls it."""
     from unprior.models.families import load_model
 
-    # 1. accelerate (the user's launch config decides DDP / FSDP / DeepSpeed), seeds and threads.
+    # 1. accelerate (the user's launch config decides DDP / FSDP / DeepSpeed), seeds and threads; a missing tracker
+    #    package fails here, before anything is loaded.
+    check_available(cfg.report_to)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     accelerator = Accelerator(
@@ -86,27 +96,31 @@ def setup(cfg: TrainConfig) -> Run:
         gradient_accumulation_steps=cfg.grad_accum,
         mixed_precision="bf16" if cfg.precision == "bf16" else "no",
         step_scheduler_with_optimizer=False,  # the schedule counts optimizer steps, whatever the process count
-        log_with=None if cfg.report_to == "none" else cfg.report_to,
-        project_dir=cfg.out,
     )
     set_seed(cfg.seed)
     console = Console()
     log = console.print if accelerator.is_main_process else (lambda *_: None)
     out = _prepare_out(cfg, accelerator)
 
-    # 2. Reference log-probs from the score cache; the main process computes a missing entry first.
+    # 2. Reference log-probs from the score cache; the main process computes a missing entry first. mDPO's
+    #    conditional term also needs the training rows' chosen answers scored with their corrupted images.
     model, processor = load_model(cfg.model)
+    conditional = cfg.objective.conditional_weight > 0
+    files = [pairs for pairs in (cfg.pairs, cfg.eval_pairs) if pairs]  # training first
     with accelerator.main_process_first():
-        references = [_reference(cfg, pairs, model, processor, log) for pairs in (cfg.pairs, cfg.eval_pairs) if pairs]
+        references = [_reference(cfg, pairs, model, processor, log, corrupted=conditional and i == 0)
+                      for i, pairs in enumerate(files)]
 
     # 3. The policy (LoRA or full, vision side frozen), wrapped in the scorer that runs the shared-prefix forward.
     scorer = ResponseScorer(build_policy(model, cfg, log), cfg.method, log=log)
     log(f"forward: {'shared prefix' if scorer.method == 'prefix' else 'naive'} ({type(model).__name__})")
 
-    # 4. Data: usable rows (scored by the reference, holding an objective kind), one negative per kind per row.
+    # 4. Data: usable rows (scored by the reference, holding an objective kind), one negative per kind per row;
+    #    with the conditional term, each training row's prompt again with its corrupted image.
     encoder = RowEncoder(processor, cfg.max_length)
-    datasets = [_data(cfg, pairs, ref, encoder, scorer) for pairs, ref in
-                zip([p for p in (cfg.pairs, cfg.eval_pairs) if p], references, strict=True)]
+    corrupt = make_corrupter(cfg.corruption, processor) if conditional else None
+    datasets = [_data(cfg, pairs, ref, encoder, scorer, corrupt if i == 0 else None)
+                for i, (pairs, ref) in enumerate(zip(files, references, strict=True))]
     data, eval_data = datasets[0], (datasets[1] if len(datasets) > 1 else None)
     log(f"data: {len(data)} rows, negatives per kind {dict(data.kind_counts)}, skipped {dict(data.skipped)}")
     order = Order(len(data), cfg.batch_size, accelerator.num_processes, cfg.grad_accum, cfg.seed)
@@ -122,12 +136,14 @@ def setup(cfg: TrainConfig) -> Run:
     scorer, optimizer, scheduler = accelerator.prepare(scorer, optimizer, scheduler)
     accelerator.register_save_state_pre_hook(trainable_only)
     start = _resume(cfg, accelerator, out, log)
-    if cfg.report_to != "none":
-        accelerator.init_trackers("unprior", config=_flat(to_dict(cfg)))
+    tracker = None
+    if accelerator.is_main_process:
+        tracker = make_tracker(cfg.report_to, out, _flat(to_dict(cfg)), yaml.safe_dump(to_dict(cfg), sort_keys=False),
+                               start)
     log(f"steps: {start} -> {total}, global batch {order.global_batch} rows on {accelerator.num_processes} "
         f"process(es), lr {cfg.lr} (warm-up {warmup})")
     return Run(cfg, accelerator, scorer, optimizer, scheduler, processor, data, eval_data, order, total, start, out,
-               console)
+               console, tracker)
 
 
 def train(run: Run) -> dict[str, float]:
@@ -140,16 +156,18 @@ def train(run: Run) -> dict[str, float]:
         _log_eval(run, 0)  # the starting model's held-out accuracy, for the before/after comparison
     plan = ((step, micro, run.order.micro_rows(step, micro, acc.process_index))
             for step in range(run.start_step, run.total_steps) for micro in range(cfg.grad_accum))
-    with _progress(acc) as progress:
+    clip = _grad_clipper(run)
+    with _progress(acc) as progress, prefetched(run.data, plan) as batches:
         task = progress.add_task("train", total=run.total_steps, completed=run.start_step)
-        for step, micro, batch in prefetched(run.data, plan):  # batches are encoded in a background thread
+        for step, micro, batch in batches:  # encoded in a background thread
             with acc.accumulate(run.scorer):
                 out = _objective(run, batch)
+                batches.advance()  # encode the next batch during backward, which runs without the GIL
                 acc.backward(out.losses.mean())  # accelerate divides by grad_accum
             window.append(out.metrics)
             if micro < cfg.grad_accum - 1:
                 continue
-            grad_norm = acc.clip_grad_norm_(run.scorer.parameters(), cfg.max_grad_norm) if cfg.max_grad_norm else None
+            grad_norm = clip() if cfg.max_grad_norm else None
             run.optimizer.step()
             run.scheduler.step()
             run.optimizer.zero_grad(set_to_none=True)
@@ -169,16 +187,35 @@ def train(run: Run) -> dict[str, float]:
     final = save_final_model(acc, run.scorer, run.processor, run.out, merge_lora=cfg.merge_lora,
                              extra_files={"train_state.json": _trainer_state(run, run.total_steps)})
     run.log(f"model saved to {final} ({time.perf_counter() - t0:.1f}s)")
+    if run.tracker is not None:
+        run.tracker.close()
     acc.end_training()
     return last
+
+
+def _grad_clipper(run: Run):
+    """``clip() -> total norm``: clip the trainable parameters' gradients to ``max_grad_norm``.
+
+    Without FSDP, DeepSpeed, XLA or a gradient scaler, accelerate's ``clip_grad_norm_`` is plain
+    ``torch.nn.utils.clip_grad_norm_`` after walking the parameters and checking their gradient types; the list of
+    trainable parameters is fixed, so it is collected once here. Otherwise accelerate's own clipping is used.
+    """
+    acc, max_norm = run.accelerator, run.cfg.max_grad_norm
+    plain = acc.distributed_type in (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
+    if not plain or acc.scaler is not None or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        return lambda: acc.clip_grad_norm_(run.scorer.parameters(), max_norm)
+    params = [p for p in run.scorer.parameters() if p.requires_grad]
+    return lambda: torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
 
 
 def _objective(run: Run, batch: TrainBatch) -> ObjectiveOutput:
     """Policy log-probs of a micro-batch's responses (one forward) -> the objective, with cached reference values."""
     batch = batch.to(run.accelerator.device)
     sums, counts = run.scorer(**batch.responses.inputs())
-    chosen, negatives = batch.split(sums.float(), counts)
-    return objective_loss(chosen, negatives, run.cfg.objective)
+    sums = sums.float()  # token counts were checked against the reference when the batch was built
+    chosen, negatives = batch.split(sums, counts, check=False)
+    corrupted = batch.corrupted(sums, counts, check=False)
+    return objective_loss(chosen, negatives, run.cfg.objective, corrupted=corrupted)
 
 
 @torch.no_grad()
@@ -233,25 +270,30 @@ def _prepare_out(cfg: TrainConfig, accelerator: Accelerator) -> Path:
     return out
 
 
-def _reference(cfg: TrainConfig, pairs: str, model, processor, log) -> Any:
-    """The cache entry of ``pairs`` under the starting model (computed now if missing), loaded."""
+def _reference(cfg: TrainConfig, pairs: str, model, processor, log, corrupted: bool = False) -> Any:
+    """The cache entry of ``pairs`` under the starting model (computed now if missing), loaded; with ``corrupted``
+    also the chosen answers' scores under ``cfg.corruption``'s images."""
     score = ScoreConfig(model=cfg.model, pairs=pairs, image_root=cfg.image_root, max_length=cfg.max_length,
                         dtype="bfloat16" if cfg.precision == "bf16" else "float32", batch_size=cfg.score_batch_size,
-                        method=cfg.method, cache_dir=cfg.reference_dir)
+                        method=cfg.method, cache_dir=cfg.reference_dir, corrupted=corrupted,
+                        corruption=cfg.corruption)
     # The freshly loaded fp32 model is the starting model itself, so it can score without a second load.
     loaded = {"model": model.eval(), "processor": processor} if cfg.precision == "fp32" else {}
-    return load_reference(ensure_reference(score, log=log, **loaded))
+    entry = ensure_reference(score, log=log, **loaded)
+    return load_reference(entry, cfg.corruption if corrupted else None)
 
 
-def _data(cfg: TrainConfig, pairs: str, reference, encoder: RowEncoder, scorer) -> PreferenceData:
+def _data(cfg: TrainConfig, pairs: str, reference, encoder: RowEncoder, scorer, corrupt=None) -> PreferenceData:
     rows = read_pairs(pairs, image_root=cfg.image_root or None)
-    return PreferenceData(rows, reference, encoder, list(cfg.objective.kinds), scorer.repeat_prompts)
+    return PreferenceData(rows, reference, encoder, list(cfg.objective.kinds), scorer.repeat_prompts, corrupt)
 
 
 def _resume_key(cfg: TrainConfig) -> str:
     data = to_dict(cfg)
     for name in RESUME_IGNORES:
         data.pop(name)
+    if cfg.objective.conditional_weight == 0:
+        data.pop("corruption")  # unused without mDPO's conditional term (and absent from older checkpoints' keys)
     return config_hash(data)
 
 
@@ -315,8 +357,8 @@ def _write(run: Run, metrics: dict[str, Any]) -> None:
     if run.accelerator.is_main_process:
         with open(run.out / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(metrics) + "\n")
-    if run.cfg.report_to != "none":
-        run.accelerator.log({k: v for k, v in metrics.items() if k != "step"}, step=metrics["step"])
+    if run.tracker is not None:
+        run.tracker.log({k: v for k, v in metrics.items() if k != "step"}, step=metrics["step"])
 
 
 def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
