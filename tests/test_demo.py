@@ -1,0 +1,91 @@
+"""``unprior demo`` at tiny sizes on the session's tiny world and base: the report's structure, the debiasing effect,
+and a second run that reuses every cached output."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from unprior.config import ConfigError, load_config
+from unprior.demo import COLUMNS, LABELS, DemoConfig, DemoPairsConfig, DemoTrainConfig, PoolConfig, run_demo
+
+TRAINED = ("sft", "dpo", "napo")
+
+
+def smoke_config(world, base, out) -> DemoConfig:
+    return DemoConfig(world_dir=str(world), base_dir=str(base), control=False, out=str(out), threads=1,
+                      pool=PoolConfig(images=150, noncanonical_share=0.5),
+                      pairs=DemoPairsConfig(max_new_tokens=24, batch_size=64),
+                      train=DemoTrainConfig(steps=80, batch_size=16, lr=3e-4), eval_batch_size=128)
+
+
+@pytest.fixture(scope="module")
+def demo_runs(tiny_world, tiny_base, tmp_path_factory):
+    """The smoke demo run twice into the same report folder (the second run from the cache): (out, logs, seconds)."""
+    out = tmp_path_factory.mktemp("demo") / "report"
+    cfg = smoke_config(tiny_world, tiny_base, out)
+    logs, seconds = [], []
+    for _ in range(2):
+        buf = io.StringIO()
+        t0 = time.perf_counter()
+        assert run_demo(cfg, console=Console(file=buf, width=160)) == 0
+        seconds.append(time.perf_counter() - t0)
+        logs.append(buf.getvalue())
+    return out, logs, seconds
+
+
+def test_report_folder_structure(demo_runs):
+    out, logs, _ = demo_runs
+    for name in ("report.md", "results.json", "timings.json", "metrics.png", "noise_sum.png", "noise_mean.png",
+                 "napo_q_gamma.png", "noise_report.json"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    for name in ("demo", "pairs", "score", *(f"train_{m}" for m in TRAINED)):
+        assert (out / "configs" / f"{name}.yaml").is_file(), name
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["table"]) == ["base", *TRAINED]
+    for row in results["table"].values():
+        assert set(row) == {title for _, title in COLUMNS}
+        assert all(v is None or 0.0 <= v <= 1.0 for v in row.values())
+    assert set(results["noise_report"]["kinds"]) == {"error_injection", "image_weakening", "language_bias",
+                                                     "vision_bias"}
+    report = (out / "report.md").read_text()
+    for m in ("base", *TRAINED):
+        assert f"| {LABELS[m]} |" in report, m
+        assert LABELS[m] in logs[0]  # the printed table
+    for title in ("Methods", "SFT anchor", "Pairs", "Noise report", "Reproduce", "napo_q_gamma.png"):
+        assert title in report, title
+
+
+def test_napo_metrics_hold_q_and_gamma(demo_runs):
+    results = json.loads((demo_runs[0] / "results.json").read_text())
+    lines = Path(results["methods"]["napo"]["train_dir"], "metrics.jsonl").read_text().splitlines()
+    metrics = [json.loads(line) for line in lines if '"loss"' in line]
+    assert {"q/language_bias", "q/vision_bias", "gamma/error_injection"} <= set(metrics[-1])
+
+
+def test_debiased_model_beats_the_base_on_counterfactual_accuracy(demo_runs):
+    table = json.loads((demo_runs[0] / "results.json").read_text())["table"]
+    base = table["base"]["CF attr acc"]
+    best = max(table["dpo"]["CF attr acc"], table["napo"]["CF attr acc"])
+    assert best > base + 0.03, table
+    assert min(table["dpo"]["ID attr acc"], table["napo"]["ID attr acc"]) >= table["base"]["ID attr acc"] - 0.1
+
+
+def test_second_run_reuses_every_cached_output(demo_runs):
+    out, logs, seconds = demo_runs
+    timings = json.loads((out / "timings.json").read_text())
+    assert all(timings["cached"].values()), timings
+    assert "reusing" in logs[1] and "cache hit" in logs[1]
+    assert seconds[1] < seconds[0] / 2
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ConfigError, match="methods"):
+        load_config(DemoConfig, None, ["methods=[sft,ppo]"])
+    with pytest.raises(ConfigError, match=r"pool\.noncanonical_share"):
+        load_config(DemoConfig, None, ["pool.noncanonical_share=1.5"])
