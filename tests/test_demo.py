@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from unprior.config import ConfigError, load_config
+from unprior.config import ConfigError, load_config, to_dict
 from unprior.demo import COLUMNS, LABELS, DemoConfig, DemoPairsConfig, DemoTrainConfig, PoolConfig, run_demo
 
 TRAINED = ("sft", "dpo", "napo")
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def smoke_config(world, base, out) -> DemoConfig:
@@ -82,6 +83,13 @@ def test_second_run_reuses_every_cached_output(demo_runs):
     assert all(timings["cached"].values()), timings
     assert "reusing" in logs[1] and "cache hit" in logs[1]
     assert seconds[1] < seconds[0] / 2
+
+
+def test_shipped_configs_load():
+    default = load_config(DemoConfig, CONFIGS / "demo.yaml")
+    assert to_dict(default) == to_dict(DemoConfig())  # configs/demo.yaml spells out the defaults
+    smoke = load_config(DemoConfig, CONFIGS / "demo_smoke.yaml")
+    assert smoke.pool.images < default.pool.images and smoke.train.steps < default.train.steps
 
 
 def test_config_errors_name_the_field():

@@ -189,6 +189,7 @@ def control_config(base: BaseConfig) -> BaseConfig:
     """The same world and training with the colour prior removed (same seed: same layouts and shapes)."""
     ctrl = copy.deepcopy(base)
     ctrl.world.prior_strength = NO_PRIOR
+    ctrl.world.out = ""
     ctrl.world_dir = ""
     ctrl.out = ""
     return ctrl
@@ -258,11 +259,13 @@ def _demo_cache(*parts: str) -> Path:
 def step_world(d: Demo) -> None:
     from unprior.world.build import build_world, world_dir_for
 
-    if d.cfg.world_dir:
-        d.world, d.cached["world"] = Path(d.cfg.world_dir), True
+    world = d.cfg.base.world
+    target = Path(d.cfg.world_dir) if d.cfg.world_dir else world_dir_for(world)
+    d.cached["world"] = is_complete(target)
+    if d.cfg.world_dir or (world.out and d.cached["world"] and not world.overwrite):
+        d.world = target  # an existing world (build_world itself refuses a non-empty ``out``)
     else:
-        d.cached["world"] = is_complete(world_dir_for(d.cfg.base.world))
-        d.world = build_world(d.cfg.base.world)  # reuses a complete build in the cache
+        d.world = build_world(world)  # reuses a complete build in the cache
     d.log(f"world: {d.world}")
 
 
