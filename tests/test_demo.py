@@ -28,16 +28,18 @@ def smoke_config(world, base, out) -> DemoConfig:
 @pytest.fixture(scope="module")
 def demo_runs(tiny_world, tiny_base, tmp_path_factory):
     """The smoke demo run twice into the same report folder (the second run from the cache): (out, logs, seconds)."""
-    out = tmp_path_factory.mktemp("demo") / "report"
-    cfg = smoke_config(tiny_world, tiny_base, out)
+    root = tmp_path_factory.mktemp("demo")
+    cfg = smoke_config(tiny_world, tiny_base, root / "report")
     logs, seconds = [], []
-    for _ in range(2):
-        buf = io.StringIO()
-        t0 = time.perf_counter()
-        assert run_demo(cfg, console=Console(file=buf, width=160)) == 0
-        seconds.append(time.perf_counter() - t0)
-        logs.append(buf.getvalue())
-    return out, logs, seconds
+    with pytest.MonkeyPatch.context() as mp:  # a module fixture runs before the per-test cache isolation
+        mp.setenv("UNPRIOR_CACHE", str(root / "cache"))
+        for _ in range(2):
+            buf = io.StringIO()
+            t0 = time.perf_counter()
+            assert run_demo(cfg, console=Console(file=buf, width=160)) == 0
+            seconds.append(time.perf_counter() - t0)
+            logs.append(buf.getvalue())
+    return root / "report", logs, seconds
 
 
 def test_report_folder_structure(demo_runs):
