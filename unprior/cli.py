@@ -78,7 +78,7 @@ COMMANDS: dict[str, Command] = {
     "demo": Command(
         "unprior.demo:DemoConfig",
         "unprior.demo:run_demo",
-        "Run the whole pipeline on the embedded default and print a bias report.",
+        "The whole pipeline on the embedded default: world, base, pairs, score, SFT/DPO/NaPO, eval, report.",
     ),
 }
 
