@@ -44,3 +44,18 @@ def tiny_base(tiny_world, tmp_path_factory):
     cfg = BaseConfig(world_dir=str(tiny_world), out=str(tmp_path_factory.mktemp("base") / "base"),
                      pretrain_steps=30, sft_steps=500, batch_size=32, lr=2e-3, threads=1)
     return train_base(cfg, log=lambda *_: None)
+
+
+@pytest.fixture(scope="session")
+def family_model(tmp_path_factory):
+    """``family_model("qwen2_vl")`` -> directory of a saved tiny random model of that family (built once)."""
+    from score.helpers import tiny_model
+
+    built = {}
+
+    def get(family):
+        if family not in built:
+            built[family] = tiny_model(family, tmp_path_factory.mktemp(f"model-{family}"))
+        return built[family]
+
+    return get

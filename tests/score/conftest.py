@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
-from .helpers import make_rows, pairs_file, tiny_model
+from .helpers import make_rows, pairs_file
 
 
 @pytest.fixture(autouse=True)
@@ -18,19 +17,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="session")
-def family_model(tmp_path_factory) -> Callable[[str], Path]:
-    """``family_model("qwen2_vl")`` -> directory of a saved tiny random model of that family (cached)."""
-    built: dict[str, Path] = {}
-
-    def get(family: str) -> Path:
-        if family not in built:
-            built[family] = tiny_model(family, tmp_path_factory.mktemp(f"model-{family}"))
-        return built[family]
-
-    return get
 
 
 @pytest.fixture(scope="session")

@@ -3,12 +3,11 @@ state per run."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-from score.helpers import make_rows, pairs_file, tiny_model
+from score.helpers import make_rows, pairs_file
 
 from .helpers import reset_accelerate
 
@@ -20,18 +19,6 @@ def _one_thread_fresh_accelerate():
     yield
     torch.set_num_threads(n)
     reset_accelerate()
-
-
-@pytest.fixture(scope="session")
-def family_model(tmp_path_factory) -> Callable[[str], Path]:
-    built: dict[str, Path] = {}
-
-    def get(family: str) -> Path:
-        if family not in built:
-            built[family] = tiny_model(family, tmp_path_factory.mktemp(f"model-{family}"))
-        return built[family]
-
-    return get
 
 
 @pytest.fixture(scope="session")
