@@ -65,6 +65,11 @@ COMMANDS: dict[str, Command] = {
         "unprior.pairs.run:run_merge",
         "Merge the shards of a pairs run into one pairs file (optionally a TRL or LLaMA-Factory export).",
     ),
+    "pairs noise": Command(
+        "unprior.pairs.noise:NoiseConfig",
+        "unprior.pairs.noise:run_noise",
+        "Plant a known share of noisy (in fact correct) negatives in a pairs file, to measure a loss's robustness.",
+    ),
     "score": Command(
         "unprior.score.config:ScoreConfig",
         "unprior.score.reference:run_score",
@@ -79,6 +84,11 @@ COMMANDS: dict[str, Command] = {
         "unprior.demo:DemoConfig",
         "unprior.demo:run_demo",
         "The whole pipeline on the embedded default: world, base, pairs, score, SFT/DPO/NaPO, eval, report.",
+    ),
+    "study": Command(
+        "unprior.study:StudyConfig",
+        "unprior.study:run_study",
+        "A multi-seed study on the embedded world (experiments/*.yaml): arms x seeds, mean ± std tables.",
     ),
 }
 

@@ -444,36 +444,47 @@ def step_train(d: Demo) -> None:
         d.models[method] = out / "model"
 
 
-def step_eval(d: Demo) -> None:
+def evaluate_model(world: Path, model: Path, label: str, *, limit: int | None, batch_size: int, frontier: bool,
+                   console: Any = None, log: Callable[[str], None] = print) -> tuple[dict[str, Any], bool]:
+    """One model on the world benchmark (and the grounding frontier), cached by model files, world and ``limit``.
+
+    Returns ``({"world": results, "frontier": results, "dirs": {...}}, whether everything came from the cache)``.
+    """
     from unprior.eval.config import EvalConfig
     from unprior.eval.frontier import FrontierConfig, run_frontier
     from unprior.eval.generation import make_generate_fn
     from unprior.eval.runner import run_eval
     from unprior.score.reference import model_fingerprint
 
+    key = config_hash({"version": DEMO_FORMAT_VERSION, "model": model_fingerprint(str(model)),
+                       "world": _world_hash(world), "limit": limit})
+    root = _demo_cache("eval", key)
+    world_cfg = EvalConfig(benchmark="world", options={"world_dir": str(world)}, out_dir=str(root / "world"),
+                           label=label, model=str(model), batch_size=batch_size, limit=limit)
+    cached = (root / "world" / "results.json").is_file()
+    log(f"{label}: world benchmark{' (answers cached)' if cached else ''} -> {root / 'world'}")
+    # Answers already in samples.jsonl are reused (the model is then never loaded); scoring is redone.
+    results = run_eval(world_cfg, make_generate_fn(world_cfg), console=console)
+    entry: dict[str, Any] = {"world": results, "dirs": {"world": str(root / "world")}}
+    if frontier:
+        front_dir = root / "frontier"
+        if not (front_dir / "results.json").is_file():
+            cached = False
+            run_frontier(FrontierConfig(model=str(model), world_dir=str(world), out_dir=str(front_dir),
+                                        label=label, limit=limit))
+        entry["frontier"] = read_json(front_dir / "results.json")
+        entry["dirs"]["frontier"] = str(front_dir)
+    return entry, cached
+
+
+def step_eval(d: Demo) -> None:
     assert d.world is not None
-    limit = d.cfg.limit or None
     d.cached["eval"] = True
     for method, model in d.models.items():
-        key = config_hash({"version": DEMO_FORMAT_VERSION, "model": model_fingerprint(str(model)),
-                           "world": _world_hash(d.world), "limit": limit})
-        root = _demo_cache("eval", key)
-        world_cfg = EvalConfig(benchmark="world", options={"world_dir": str(d.world)}, out_dir=str(root / "world"),
-                               label=LABELS[method], model=str(model), batch_size=d.cfg.eval_batch_size, limit=limit)
-        done = (root / "world" / "results.json").is_file()
-        d.cached["eval"] &= done
-        d.log(f"{LABELS[method]}: world benchmark{' (answers cached)' if done else ''} -> {root / 'world'}")
-        # Answers already in samples.jsonl are reused (the model is then never loaded); scoring is redone.
-        world = run_eval(world_cfg, make_generate_fn(world_cfg), console=d.console)
-        entry: dict[str, Any] = {"world": world, "dirs": {"world": str(root / "world")}}
-        if d.cfg.frontier:
-            front_dir = root / "frontier"
-            if not (front_dir / "results.json").is_file():
-                d.cached["eval"] = False
-                run_frontier(FrontierConfig(model=str(model), world_dir=str(d.world), out_dir=str(front_dir),
-                                            label=LABELS[method], limit=limit))
-            entry["frontier"] = read_json(front_dir / "results.json")
-            entry["dirs"]["frontier"] = str(front_dir)
+        entry, cached = evaluate_model(d.world, model, LABELS[method], limit=d.cfg.limit or None,
+                                       batch_size=d.cfg.eval_batch_size, frontier=d.cfg.frontier,
+                                       console=d.console, log=d.log)
+        d.cached["eval"] &= cached
         d.evals[method] = entry
 
 
