@@ -31,11 +31,11 @@ def test_objective_for_arm_applies_set_and_drop():
 
 
 def test_bad_arm_is_refused_with_its_field():
-    with pytest.raises(ConfigError, match="kinds.language_bias.loss"):
+    with pytest.raises(ConfigError, match=r"kinds\.language_bias\.loss"):
         objective_for_arm(ArmConfig(set={"kinds.language_bias.loss": "nope"}), 0.1, 1.0)
-    with pytest.raises(ConfigError, match="no kind 'original'"):
+    with pytest.raises(ConfigError, match=r"no kind 'original'"):
         objective_for_arm(ArmConfig(drop=["original"]), 0.1, 1.0)
-    with pytest.raises(ConfigError, match="arms.a.pool"):
+    with pytest.raises(ConfigError, match=r"arms\.a\.pool"):
         from_dict(StudyConfig, {"arms": {"a": {"pool": "elsewhere"}}})
     with pytest.raises(ConfigError, match="compare"):
         from_dict(StudyConfig, {"arms": {"a": {}}, "compare": [["a", "b"]]})

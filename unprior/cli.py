@@ -40,6 +40,11 @@ COMMANDS: dict[str, Command] = {
         "unprior.world.report:run_report",
         "Print and save the bias report of a model on the world's test splits (greedy decoding).",
     ),
+    "world probe": Command(
+        "unprior.world.probe:ProbeConfig",
+        "unprior.world.probe:run_probe",
+        "Linear colour probe on a model's image features: does the colour reach the language model at all?",
+    ),
     "eval run": Command(
         "unprior.eval.config:EvalConfig",
         "unprior.eval.generation:run_eval_command",

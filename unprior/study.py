@@ -22,6 +22,7 @@ it), so a killed study resumes with the units still missing; the summary is rewr
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import statistics
 import sys
@@ -48,6 +49,8 @@ METRICS = {
     "partner_hall": ("world", "cf_partner_hallucination", "CF partner hall.", False),
 }
 """Short name -> (eval run, metric, column title, higher is better)."""
+PROBE = {"probe_cf": ("colour probe, CF objects", True), "probe_id": ("colour probe, ID objects", True)}
+"""With ``probe: true``: a linear colour probe on the model's image features (``unprior world probe``)."""
 DERIVED = {"gap_closed": ("frontier gap closed", True), "id_cost": ("ID cost", False)}
 """Per-seed derived numbers: (frontier − base frontier) / (ceiling − base frontier); base ID − ID."""
 
@@ -66,6 +69,8 @@ class ArmConfig:
     """Which of the study's ``pools`` the pairs come from."""
     noise: float = 0.0
     """Share of the ``noise_kinds`` negatives replaced by correct rewrites (``unprior pairs noise``)."""
+    train: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the arm's ``unprior train`` config, e.g. ``{train_vision: true}`` or ``{max_steps: 600}``."""
     group: str = ""
     """Row of the noise pivot table (arms differing only in ``noise`` share a group). Empty: the arm's name."""
     label: str = ""
@@ -73,6 +78,13 @@ class ArmConfig:
 
     def validate(self) -> None:
         check_range(self, "noise", 0.0, 0.999)
+        from unprior.train.config import TrainConfig
+
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        for key in self.train:
+            if key not in known or key in ("model", "pairs", "out", "objective", "seed"):
+                fail("train", f"{key!r} cannot be overridden per arm; allowed: "
+                     f"{', '.join(sorted(known - {'model', 'pairs', 'out', 'objective', 'seed'}))}")
 
 
 @dataclass
@@ -94,6 +106,9 @@ class StudyConfig:
     """Arm name -> arm."""
     compare: list[list[str]] = field(default_factory=list)
     """Pairs ``[a, b]`` of arms whose per-seed difference a − b is reported (mean ± std and wins)."""
+    probe: bool = False
+    """Also fit a linear colour probe on every model's image features (``unprior world probe``): does the colour
+    reach the language model at all?"""
     baselines: bool = True
     """Evaluate each seed's base model and the no-prior control (needed for the gap and the ID cost)."""
     workers: int = 2
@@ -223,11 +238,13 @@ class Unit:
     eval_batch_size: int = 64
     limit: int = 0
     threads: int = 1
+    probe: bool = False
 
     @property
     def key(self) -> str:
         return config_hash({"version": STUDY_FORMAT_VERSION, "world": self.world, "model": self.model,
-                            "pairs": self.pairs, "train": self.train, "limit": self.limit})
+                            "pairs": self.pairs, "train": self.train, "limit": self.limit,
+                            **({"probe": True} if self.probe else {})})
 
 
 def train_config_for(cfg: StudyConfig, arm: ArmConfig, seed: int, model: str, pairs: str) -> dict[str, Any]:
@@ -240,7 +257,11 @@ def train_config_for(cfg: StudyConfig, arm: ArmConfig, seed: int, model: str, pa
                         batch_size=t.batch_size, max_steps=t.steps, lr=t.lr, warmup_ratio=t.warmup_ratio,
                         lora=LoraSettings(enabled=False), seed=seed, log_every=5, score_batch_size=64,
                         threads=cfg.threads)
-    return to_dict(train)
+    if not arm.train:
+        return to_dict(train)
+    from unprior.config import from_dict
+
+    return to_dict(from_dict(TrainConfig, {**to_dict(train), **arm.train}))
 
 
 def _train_dir(train: dict[str, Any], arm: str) -> Path:
@@ -283,6 +304,11 @@ def run_unit(unit: Unit, log_dir: str) -> dict[str, Any]:
         entry, _ = evaluate_model(Path(unit.world), model, unit.name, limit=unit.limit or None,
                                   batch_size=unit.eval_batch_size, frontier=True, console=console, log=console.print)
     metrics = {short: entry[run]["metrics"].get(metric) for short, (run, metric, _, _) in METRICS.items()}
+    if unit.probe:
+        from unprior.world.probe import ProbeConfig, probe_model
+
+        acc = probe_model(ProbeConfig(models=[str(model)], world_dir=unit.world), str(model))
+        metrics["probe_cf"], metrics["probe_id"] = acc["test_cf"], acc["test_id"]
     return {"name": unit.name, "arm": unit.arm, "seed": unit.seed, "key": unit.key, "model": str(model),
             "pairs": unit.pairs, "metrics": metrics, "train": train_info, "eval_dirs": entry["dirs"],
             "seconds": round(time.perf_counter() - start, 1)}
@@ -309,7 +335,8 @@ def _train(unit: Unit, console: Any) -> tuple[Path, dict[str, Any]]:
 
 def plan_units(cfg: StudyConfig, prepared: dict[int, dict[str, Any]], control: str | None) -> list[Unit]:
     """Every unit of the study: baselines first (base per seed, control once), then arm × seed."""
-    common = {"eval_batch_size": cfg.demo.eval_batch_size, "limit": cfg.demo.limit, "threads": cfg.threads}
+    common = {"eval_batch_size": cfg.demo.eval_batch_size, "limit": cfg.demo.limit, "threads": cfg.threads,
+              "probe": cfg.probe}
     units = []
     if cfg.baselines:
         for seed, p in prepared.items():
@@ -430,7 +457,8 @@ def write_summary(cfg: StudyConfig, results: list[dict[str, Any]], out: Path) ->
     """``summary.md`` and ``summary.json`` from the unit results."""
     by = derive(results)
     order = [a for a in ("base", "control") if a in by] + [a for a in cfg.arms if a in by]
-    columns = {**{k: (v[2], v[3]) for k, v in METRICS.items()}, **DERIVED}
+    probed = any("probe_cf" in m for seeds in by.values() for m in seeds.values())
+    columns = {**{k: (v[2], v[3]) for k, v in METRICS.items()}, **(PROBE if probed else {}), **DERIVED}
     table = {arm: {k: [by[arm][s][k] for s in sorted(by[arm]) if by[arm][s].get(k) is not None] for k in columns}
              for arm in order}
     label = {a: (cfg.arms[a].label or a) if a in cfg.arms else a for a in order}

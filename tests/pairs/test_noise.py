@@ -1,4 +1,4 @@
-"""``unprior pairs noise``: planted negatives are correct, differ from the chosen answer, and come at the asked rate."""
+"""``unprior pairs noise``: planted negatives are correct, differ from the chosen answer, come at the asked rate."""
 
 from __future__ import annotations
 
