@@ -114,6 +114,16 @@ def test_refuses_non_empty_output_unless_overwrite(tmp_path):
     assert not (tmp_path / "w" / "keep.txt").exists()
 
 
+def test_rebuild_into_out_reuses_the_same_world_and_refuses_another(tmp_path):
+    cfg = small(tmp_path)
+    out = build_world(cfg)
+    stamp = (out / "manifest.json").stat().st_mtime_ns
+    assert build_world(cfg) == out and (out / "manifest.json").stat().st_mtime_ns == stamp  # reused, not rebuilt
+    cfg.seed += 1
+    with pytest.raises(OutputExistsError, match="not empty"):
+        build_world(cfg)
+
+
 def test_killed_build_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
     calls = {"n": 0}
     real = world_build.generate_split

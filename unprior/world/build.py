@@ -213,10 +213,20 @@ def _content(cfg: WorldConfig) -> dict[str, Any]:
     return d
 
 
+def _same_world(out: Path, cfg: WorldConfig) -> bool:
+    from unprior.io import read_json
+
+    return read_json(out / "manifest.json").get("config_hash") == config_hash(_content(cfg))
+
+
 def build_world(cfg: WorldConfig) -> Path:
-    """Build the world into ``cfg.out`` (or the cache) atomically; return its directory. Reuses a cached build."""
+    """Build the world into ``cfg.out`` (or the cache) atomically; return its directory.
+
+    A complete build of the same content is reused, in the cache or in ``cfg.out``; a different world in ``cfg.out``
+    is refused unless ``overwrite`` is set.
+    """
     out = world_dir_for(cfg)
-    if not cfg.out and is_complete(out):
+    if is_complete(out) and not cfg.overwrite and _same_world(out, cfg):
         return out
     with staged_dir(out, overwrite=cfg.overwrite or not cfg.out) as tmp:
         counts = {}
