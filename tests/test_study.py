@@ -77,6 +77,7 @@ def test_noise_pivot_and_comparisons(tmp_path):
     assert summary["comparisons"][0]["cf"] == [pytest.approx(0.04)]
     text = (tmp_path / "summary.md").read_text()
     assert "| A | 0.500 | 0.400 |" in text and "b3 − a3" in text
+    assert (tmp_path / "noise.png").stat().st_size > 0 and "![" in text
 
 
 def test_experiment_configs_load():

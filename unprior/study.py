@@ -489,6 +489,8 @@ def write_summary(cfg: StudyConfig, results: list[dict[str, Any]], out: Path) ->
             for group, cells in pivot.items():
                 lines.append(f"| {group} | " + " | ".join(_fmt(cells[r][key]) if r in cells else "-"
                                                            for r in rates) + " |")
+    if pivot and plot_noise(pivot, out / "noise.png"):
+        lines += ["", "![CF accuracy and frontier by share of noisy negatives](noise.png)"]
     late = _late_table(cfg, results)
     if late:
         lines += ["", "## q and γ at the end of training (mean of the last quarter of logged steps, over seeds)", "",
@@ -525,6 +527,29 @@ def _noise_pivot(cfg: StudyConfig, by: dict[str, dict[int, dict[str, float]]]) -
             pivot.setdefault(arm.group or name, {})[arm.noise] = {
                 k: [m[k] for m in seeds if m.get(k) is not None] for k in ("cf", "frontier", "id")}
     return pivot if any(len(c) > 1 for c in pivot.values()) else {}
+
+
+def plot_noise(pivot: dict[str, dict[float, Any]], png: Path) -> Path | None:
+    """CF accuracy and frontier against the noise rate, one line per objective, mean ± std error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, key, title in ((axes[0], "cf", "CF attribute accuracy"), (axes[1], "frontier", "CF@ID≥0.90")):
+        for k, (group, cells) in enumerate(pivot.items()):
+            rates = sorted(r for r in cells if cells[r][key])
+            stats = [mean_std(cells[r][key]) for r in rates]
+            shift = (k - (len(pivot) - 1) / 2) * 0.004  # side by side, so the error bars stay readable
+            ax.errorbar([100 * (r + shift) for r in rates], [m for m, _ in stats], yerr=[s for _, s in stats],
+                        marker="o", capsize=3, label=group)
+        ax.set(xlabel="noisy negatives (% of the biased kinds)", title=title)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+    return png
 
 
 def _late_table(cfg: StudyConfig, results: list[dict[str, Any]]) -> list[str]:
