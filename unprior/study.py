@@ -261,7 +261,8 @@ def train_config_for(cfg: StudyConfig, arm: ArmConfig, seed: int, model: str, pa
         return to_dict(train)
     from unprior.config import from_dict
 
-    return to_dict(from_dict(TrainConfig, {**to_dict(train), **arm.train}))
+    data = to_dict(from_dict(TrainConfig, {**to_dict(train), **arm.train, "out": "(set per unit)"}))
+    return {**data, "out": ""}
 
 
 def _train_dir(train: dict[str, Any], arm: str) -> Path:
