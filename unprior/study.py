@@ -520,14 +520,14 @@ def _comparisons(cfg: StudyConfig, by: dict[str, dict[int, dict[str, float]]]) -
 
 
 def _noise_pivot(cfg: StudyConfig, by: dict[str, dict[int, dict[str, float]]]) -> dict[str, dict[float, Any]]:
-    """Group -> noise rate -> metric -> per-seed values, when some group has more than one rate."""
+    """Group -> noise rate -> metric -> per-seed values, for the groups with more than one rate."""
     pivot: dict[str, dict[float, Any]] = {}
     for name, arm in cfg.arms.items():
         if name in by:
             seeds = by[name].values()
             pivot.setdefault(arm.group or name, {})[arm.noise] = {
                 k: [m[k] for m in seeds if m.get(k) is not None] for k in ("cf", "frontier", "id")}
-    return pivot if any(len(c) > 1 for c in pivot.values()) else {}
+    return {group: cells for group, cells in pivot.items() if len(cells) > 1}  # only groups with several rates
 
 
 def plot_noise(pivot: dict[str, dict[float, Any]], png: Path) -> Path | None:
