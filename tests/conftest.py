@@ -59,3 +59,21 @@ def family_model(tmp_path_factory):
         return built[family]
 
     return get
+
+
+@pytest.fixture
+def scoring_calls(monkeypatch):
+    """How often ``unprior score`` really scored: calls of ``score_pairs`` / ``score_corrupted`` (a cache hit calls
+    neither), as ``{"pairs": n, "corrupted": n}``."""
+    from unprior.score import reference as reference_module
+
+    calls = {"pairs": 0, "corrupted": 0}
+    for name, key in (("score_pairs", "pairs"), ("score_corrupted", "corrupted")):
+        real = getattr(reference_module, name)
+
+        def counted(*args, _real=real, _key=key, **kwargs):
+            calls[_key] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(reference_module, name, counted)
+    return calls

@@ -14,7 +14,6 @@ from PIL import Image
 from unprior.cli import main
 from unprior.models.families import load_model
 from unprior.pairs.schema import open_image, read_pairs
-from unprior.score import reference as reference_module
 from unprior.score.config import ScoreConfig
 from unprior.score.corrupt import CorruptionConfig, corrupt_image, random_resized_crop
 from unprior.score.reference import corrupted_dir, ensure_reference, load_reference
@@ -54,16 +53,8 @@ def test_crop_keeps_the_configured_share_of_the_area():
     assert np.array_equal(np.asarray(full), np.asarray(coords))  # the whole image: the identity
 
 
-def test_corrupted_entry_hit_miss_and_values(family_model, small_pairs, tmp_path, monkeypatch):
-    calls = {"pairs": 0, "corrupted": 0}
-    for name, key in (("score_pairs", "pairs"), ("score_corrupted", "corrupted")):
-        real = getattr(reference_module, name)
-
-        def counted(*args, _real=real, _key=key, **kwargs):
-            calls[_key] += 1
-            return _real(*args, **kwargs)
-
-        monkeypatch.setattr(reference_module, name, counted)
+def test_corrupted_entry_hit_miss_and_values(family_model, small_pairs, tmp_path, scoring_calls):
+    calls = scoring_calls
     model_dir = family_model("llava")
     cfg = ScoreConfig(model=str(model_dir), pairs=str(small_pairs), max_length=64, cache_dir=str(tmp_path / "c"),
                       corrupted=True)

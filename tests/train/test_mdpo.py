@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from unprior.losses import objective_preset
 from unprior.models.families import load_model
 from unprior.pairs.schema import open_image, read_pairs
-from unprior.score import reference as reference_module
 from unprior.score.corrupt import CorruptionConfig, corrupt_image
 from unprior.train import trainer as trainer_module
 from unprior.train.config import LoraSettings
@@ -79,16 +78,8 @@ def test_mdpo_trains_and_its_conditional_term_matches_a_naive_computation(family
     assert abs(float(got["loss/conditional"]) - math.log(2)) > 1e-4  # the policy has moved: a real check
 
 
-def test_mdpo_reference_cache_reuse_and_resume_key(family_model, train_pairs, tmp_path, monkeypatch):
-    calls = {"pairs": 0, "corrupted": 0}
-    for name, key in (("score_pairs", "pairs"), ("score_corrupted", "corrupted")):
-        real = getattr(reference_module, name)
-
-        def counted(*args, _real=real, _key=key, **kwargs):
-            calls[_key] += 1
-            return _real(*args, **kwargs)
-
-        monkeypatch.setattr(reference_module, name, counted)
+def test_mdpo_reference_cache_reuse_and_resume_key(family_model, train_pairs, tmp_path, scoring_calls):
+    calls = scoring_calls
     model_dir = family_model("llava")
 
     def build(name: str, **overrides):
