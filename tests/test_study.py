@@ -101,7 +101,17 @@ def test_experiment_configs_load():
         assert cfg.arms and cfg.out.startswith("experiments/results/"), path
 
 
-@pytest.mark.slow
+def _planted_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "planted.py"
+    spec = importlib.util.spec_from_file_location("planted", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_study_end_to_end_resumes(tiny_world, tiny_base, tmp_path):
     demo = DemoConfig(world_dir=str(tiny_world), base_dir=str(tiny_base), control=False, threads=1,
                       pool=PoolConfig(images=40), pairs=DemoPairsConfig(max_new_tokens=24, batch_size=64),
@@ -119,3 +129,7 @@ def test_study_end_to_end_resumes(tiny_world, tiny_base, tmp_path):
     assert run_study(cfg) == 0  # everything done: nothing rerun
     assert (tmp_path / "study" / "runs" / "sft-s0.json").stat().st_mtime_ns == stamp
     assert "napo − sft" in (tmp_path / "study" / "summary.md").read_text()
+    # experiments/planted.py on the noisy unit: planted and clean negatives are told apart and counted
+    stats = _planted_script().unit_stats(noisy, str(tiny_base), beta=0.1)
+    lb = stats["language_bias"]
+    assert lb["planted"]["n"] > 0 and lb["clean"]["n"] > 0 and 0 < lb["planted"]["napo_weight"] < 1
