@@ -63,3 +63,15 @@ def test_finished_model_is_reused_and_a_different_config_refused(tiny_base, tiny
     other = BaseConfig(world_dir=str(tiny_world), out=str(tiny_base), sft_steps=1)
     with pytest.raises(FileExistsError, match="overwrite=true"):
         train_base(other, log=lambda *_: None)
+
+
+def test_base_key_includes_the_effective_thread_count():
+    import torch
+
+    from unprior.world.base import base_key
+    from unprior.world.config import BaseConfig
+
+    one, two, default = BaseConfig(threads=1), BaseConfig(threads=2), BaseConfig(threads=0)
+    assert base_key(one, "w") != base_key(two, "w")  # different float summation order, different weights
+    assert base_key(default, "w") == base_key(BaseConfig(threads=torch.get_num_threads()), "w")
+    assert base_key(one, "w") != base_key(one, "other world")
