@@ -69,7 +69,6 @@ def test_base_key_includes_the_effective_thread_count():
     import torch
 
     from unprior.world.base import base_key
-    from unprior.world.config import BaseConfig
 
     one, two, default = BaseConfig(threads=1), BaseConfig(threads=2), BaseConfig(threads=0)
     assert base_key(one, "w") != base_key(two, "w")  # different float summation order, different weights
