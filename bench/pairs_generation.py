@@ -7,8 +7,8 @@ affects both alike; the medians and their ratio are printed (and written as JSON
     python bench/pairs_generation.py                       # tiny LLaVA (random weights), CPU, 1 thread
     python bench/pairs_generation.py --model DIR --device cuda --prompts 256 --batch-size 64
 
-Without ``--model`` the model is the embedded default's size (``unprior world base``: CLIP 64 wide, Llama 128
-wide, 2+2 layers, 32 px images) with random weights and a tokenizer trained on the world's text. Random weights
+Without ``--model`` the model has the embedded default's shape (``unprior world base``'s ``BaseConfig``: image
+size, patch = cell, widths and depths) with random weights and a tokenizer trained on the world's text. Random weights
 rarely emit EOS, so both modes usually generate the full ``--max-new-tokens``; the token counts are printed.
 """
 
@@ -30,9 +30,14 @@ def _tiny_model():
     from unprior.models.tiny import build_tiny_llava
     from unprior.models.tokenizer import train_tokenizer
     from unprior.world.base import vocabulary_corpus
+    from unprior.world.config import BaseConfig
 
+    cfg = BaseConfig()
+    m, image = cfg.model, cfg.world.image
     tokenizer = train_tokenizer(vocabulary_corpus() * 4, 400)
-    return build_tiny_llava(tokenizer)
+    return build_tiny_llava(tokenizer, image_size=image.size, patch_size=image.cell, vision_hidden=m.vision_hidden,
+                            vision_layers=m.vision_layers, text_hidden=m.text_hidden, text_layers=m.text_layers,
+                            text_heads=m.text_heads)
 
 
 def _prompts(n: int, size: int, seed: int):
