@@ -15,14 +15,6 @@ from unprior.models.tiny import save_model
 CORPUS = ["a red cube on the table", "What colour is the ball?", "There is a blue dog and a green cat."] * 20
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_build_save_reload_generate(family: str, tmp_path: Path) -> None:
     tokenizer = family_tokenizer(family, CORPUS)

@@ -13,14 +13,6 @@ from unprior.pairs.perturb import diffusion_noise_tensor
 CORPUS = ["a red cube on the table", "What colour is the ball?", "There is a blue dog and a green cat."] * 20
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _images() -> list[Image.Image]:
     return [Image.new("RGB", (32, 32), c) for c in [(200, 20, 20), (20, 200, 20), (20, 20, 200)]]
 
