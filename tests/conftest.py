@@ -77,3 +77,14 @@ def scoring_calls(monkeypatch):
 
         monkeypatch.setattr(reference_module, name, counted)
     return calls
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test, restored after: on two shared cores, more threads spin-wait under load."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -256,7 +256,7 @@ def _world_hash(world: Path) -> str:
     return read_json(world / "manifest.json")["config_hash"]
 
 
-def _demo_cache(*parts: str) -> Path:
+def demo_cache(*parts: str) -> Path:
     return cache_root().joinpath("demo", *parts)
 
 
@@ -383,7 +383,7 @@ def step_pairs(d: Demo) -> None:
     key = config_hash({"version": DEMO_FORMAT_VERSION, "world": _world_hash(d.world),
                        "base": model_fingerprint(str(d.models["base"])), "pool": to_dict(d.cfg.pool),
                        "pairs": to_dict(d.cfg.pairs)})
-    d.pairs_dir = _demo_cache("pairs", key)
+    d.pairs_dir = demo_cache("pairs", key)
     summary_file = d.pairs_dir / "summary.json"
     cfg = pairs_config(d, d.pairs_dir / "pool.jsonl", d.pairs_dir)
     d.cached["pairs"] = summary_file.is_file() and d.pairs_file.is_file()
@@ -436,7 +436,7 @@ def step_train(d: Demo) -> None:
         cfg = train_config(d, method, Path())
         key = config_hash({"version": DEMO_FORMAT_VERSION, "pairs": d.pairs_dir.name if d.pairs_dir else "",
                            "train": {k: v for k, v in to_dict(cfg).items() if k not in ("out", "threads")}})
-        out = _demo_cache("train", f"{method}-{key}")
+        out = demo_cache("train", f"{method}-{key}")
         cfg.out = str(out)
         d.train_dirs[method] = out
         dump_yaml(cfg, d.out / "configs" / f"train_{method}.yaml")
@@ -463,7 +463,7 @@ def evaluate_model(world: Path, model: Path, label: str, *, limit: int | None, b
 
     key = config_hash({"version": DEMO_FORMAT_VERSION, "model": model_fingerprint(str(model)),
                        "world": _world_hash(world), "limit": limit})
-    root = _demo_cache("eval", key)
+    root = demo_cache("eval", key)
     world_cfg = EvalConfig(benchmark="world", options={"world_dir": str(world)}, out_dir=str(root / "world"),
                            label=label, model=str(model), batch_size=batch_size, limit=limit)
     cached = (root / "world" / "results.json").is_file()

@@ -180,7 +180,7 @@ def prepare_seed(cfg: StudyConfig, seed: int) -> dict[str, Any]:
     """World, base model, pairs and reference scores (clean and noised) of one seed; cached like the demo's."""
     from rich.console import Console
 
-    from unprior.demo import Demo, _demo_cache, score_config, step_base, step_pairs, step_score, step_world
+    from unprior.demo import Demo, demo_cache, score_config, step_base, step_pairs, step_score, step_world
     from unprior.pairs.noise import NoiseConfig, inject_noise
     from unprior.score.reference import ensure_reference
 
@@ -188,7 +188,7 @@ def prepare_seed(cfg: StudyConfig, seed: int) -> dict[str, Any]:
     used = {(a.pool, a.noise) for a in cfg.arms.values()}
     for pool in sorted({p for p, _ in used}):
         dcfg = _demo_for(cfg, seed, cfg.pools[pool])
-        d = Demo(dcfg, Console(file=sys.stdout, width=120), _demo_cache("study-prep", f"s{seed}-{pool}"))
+        d = Demo(dcfg, Console(file=sys.stdout, width=120), demo_cache("study-prep", f"s{seed}-{pool}"))
         (d.out / "configs").mkdir(parents=True, exist_ok=True)
         step_world(d)
         step_base(d)
@@ -267,12 +267,12 @@ def train_config_for(cfg: StudyConfig, arm: ArmConfig, seed: int, model: str, pa
 
 def _train_dir(train: dict[str, Any], arm: str) -> Path:
     """The trained model's cache folder; any arm with the same train config reuses it."""
-    from unprior.demo import _demo_cache
+    from unprior.demo import demo_cache
 
     key = config_hash({"version": STUDY_FORMAT_VERSION, "train": {k: v for k, v in train.items()
                                                                    if k not in ("out", "threads")}})
-    found = sorted(_demo_cache("train").glob(f"*-study-{key}"))
-    return found[0] if found else _demo_cache("train", f"{arm}-study-{key}")
+    found = sorted(demo_cache("train").glob(f"*-study-{key}"))
+    return found[0] if found else demo_cache("train", f"{arm}-study-{key}")
 
 
 def _late_mean(rows: list[dict[str, Any]], key: str) -> float | None:
@@ -381,12 +381,12 @@ def run_study(cfg: StudyConfig) -> int:
     """Prepare the seeds, run the missing units (``workers`` at a time), write the summary."""
     import multiprocessing
 
-    from unprior.demo import _demo_cache
+    from unprior.demo import demo_cache
 
     out = Path(cfg.out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     dump_yaml(cfg, out / "config.yaml")
-    log_dir = str(_demo_cache("study-logs", out.name))
+    log_dir = str(demo_cache("study-logs", out.name))
     t0 = time.perf_counter()
     print(f"study {out}: {len(cfg.arms)} arms × {len(cfg.seeds)} seeds; worker logs in {log_dir}", flush=True)
     ctx = multiprocessing.get_context("spawn")

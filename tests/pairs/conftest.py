@@ -70,14 +70,8 @@ def tiny_model(tmp_path_factory, tiny_world: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
+def _one_thread(one_thread):
     """Two shared CPU cores: keep torch to one thread in every pairs test."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def pytest_collection_finish(session) -> None:

@@ -6,18 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from score.helpers import make_rows, pairs_file
 
 from .helpers import reset_accelerate
 
 
 @pytest.fixture(autouse=True)
-def _one_thread_fresh_accelerate():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread_fresh_accelerate(one_thread):
     yield
-    torch.set_num_threads(n)
     reset_accelerate()
 
 
