@@ -111,6 +111,20 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _subcommands(group: str) -> dict[str, Command]:
+    """The commands under ``group`` (``"world"`` -> ``world build``, ``world base``, ...)."""
+    return {n: c for n, c in COMMANDS.items() if n.startswith(group + " ")}
+
+
+def _group_usage(group: str) -> str:
+    subs = _subcommands(group)
+    width = max(len(n) for n in subs)
+    lines = [f"usage: unprior {group} <subcommand> [--config FILE.yaml] [key=value ...]", "", "subcommands:"]
+    lines += [f"  {name:<{width}}  {c.summary}" for name, c in subs.items()]
+    lines += ["", f"Run 'unprior {group} <subcommand> --help' for the subcommand's config fields."]
+    return "\n".join(lines)
+
+
 def _split_command(argv: list[str]) -> tuple[str | None, list[str]]:
     for n in (2, 1):
         name = " ".join(argv[:n])
@@ -127,7 +141,24 @@ def _command_help(name: str, cmd: Command) -> str:
         out.append(f"  {key} = {default}")
         if doc:
             out.append(f"      {doc}")
+    subs = _subcommands(name)
+    if subs:  # `pairs` is a command and a group
+        width = max(len(n) for n in subs)
+        out += ["", "subcommands:", *(f"  {n:<{width}}  {c.summary}" for n, c in subs.items())]
     return "\n".join(out)
+
+
+def _no_command(argv: list[str]) -> int:
+    """Usage for ``unprior``, ``unprior --help`` and a group (``unprior world [--help]``); exit 0 only when asked."""
+    asked = not argv or argv[0] in ("-h", "--help") or (len(argv) > 1 and argv[1] in ("-h", "--help"))
+    if argv and _subcommands(argv[0]):
+        text = _group_usage(argv[0])
+        if len(argv) > 1 and not asked:
+            text = f"unprior {argv[0]}: unknown subcommand {argv[1]!r}\n\n{text}"
+    else:
+        text = _usage() if asked else f"unprior: unknown command {argv[0]!r}\n\n{_usage()}"
+    print(text, file=sys.stdout if asked else sys.stderr)
+    return 0 if asked else 2
 
 
 def positional_runs(args: list[str]) -> list[str]:
@@ -155,8 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     name, rest = _split_command(argv)
     if name is None:
-        print(_usage(), file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
-        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+        return _no_command(argv)
     cmd = COMMANDS[name]
     if "-h" in rest or "--help" in rest:
         print(_command_help(name, cmd))
