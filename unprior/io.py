@@ -7,11 +7,13 @@ killed run never leaves a directory that looks complete. A directory is complete
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,21 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
     lines = [json.dumps(r, ensure_ascii=False) for r in rows]
     atomic_write_bytes(path, ("\n".join(lines) + ("\n" if lines else "")).encode())
     return len(lines)
+
+
+REJECTED_CAP = 10_000
+"""Rows listed in a stage's ``rejected.jsonl``; the total and the counts by reason are always complete."""
+
+
+def write_rejected(out_dir: str | Path, records: list[dict[str, Any]], cap: int = REJECTED_CAP) -> dict[str, Any]:
+    """Write the input rows a stage dropped to ``out_dir/rejected.jsonl`` (at most ``cap``; each record holds the
+    row's ``id``, where it was found (``where``: file:line, file[index] or row index) and ``reason``); returns
+    ``{"total", "listed", "by_reason"}`` for the stage's summary."""
+    by_reason: dict[str, int] = {}
+    for r in records:
+        by_reason[r["reason"]] = by_reason.get(r["reason"], 0) + 1
+    write_jsonl(Path(out_dir) / "rejected.jsonl", records[:cap])
+    return {"total": len(records), "listed": min(len(records), cap), "by_reason": dict(sorted(by_reason.items()))}
 
 
 def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
@@ -127,8 +144,48 @@ def resolve_inside(root: str | Path, relative: str) -> Path:
 
 
 def cache_root() -> Path:
-    """Where cached artefacts (base models, reference log-probs) live: $UNPRIOR_CACHE or ~/.cache/unprior."""
+    """Where cached artefacts (base models, reference log-probs) live: $UNPRIOR_CACHE or ~/.cache/unprior.
+
+    A root that cannot be written (read-only, a file in the way, no permission) is not used: the cache moves to
+    ``<tmp>/unprior-cache-<uid>`` with a warning, so a run rebuilds what it needs instead of failing half-way.
+    """
     env = os.environ.get("UNPRIOR_CACHE")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "unprior"
+    root = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "unprior"
+    return _usable_cache(str(root))
+
+
+@functools.cache
+def _usable_cache(root: str) -> Path:
+    if _writable(Path(root)):
+        return Path(root)
+    fallback = Path(tempfile.gettempdir()) / f"unprior-cache-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    fallback.mkdir(parents=True, exist_ok=True)
+    warnings.warn(f"unprior cache {root} is not writable; using {fallback} (set UNPRIOR_CACHE to choose)",
+                  stacklevel=3)
+    return fallback
+
+
+def _writable(root: Path) -> bool:
+    """Really try: create ``root`` and a file in it (``os.access`` says yes to root for read-only mounts)."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".write-test-"):
+            pass
+        return True
+    except OSError:
+        return False
+
+
+def file_digests(root: str | Path, names: Iterable[str]) -> dict[str, str]:
+    """``{name: sha256}`` of files under ``root``, for a manifest that lets a reader detect a damaged copy."""
+    return {n: sha256_file(Path(root) / n) for n in sorted(names)}
+
+
+def damaged_files(root: str | Path, digests: dict[str, str]) -> list[str]:
+    """Names in ``digests`` that are missing under ``root`` or whose content changed."""
+    bad = []
+    for name, digest in digests.items():
+        path = Path(root) / name
+        if not path.is_file() or sha256_file(path) != digest:
+            bad.append(name)
+    return bad

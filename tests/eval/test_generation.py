@@ -12,8 +12,8 @@ from unprior.eval.config import EvalConfig
 from unprior.eval.generation import BackendError, make_generate_fn, model_info
 from unprior.eval.registry import Request
 from unprior.eval.runner import run_eval
+from unprior.models.families import load_model
 from unprior.models.generate import chat_text
-from unprior.models.tiny import load_model
 
 from .helpers import ScriptedGenerator
 

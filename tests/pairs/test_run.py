@@ -131,3 +131,44 @@ def test_cli_pairs_and_pairs_merge(tiny_world: Path, tiny_model: Path, tmp_path:
     assert "llamafactory export: 8 preference rows" in capsys.readouterr().out
     assert main(["pairs", "--help"]) == 0 and "image_weakening.params" in capsys.readouterr().out
     assert main(["pairs", "source=x", "out=y", "strategies=[nope]"]) == 2
+
+
+def test_dropped_input_rows_are_shown_and_listed_with_their_reason(tmp_path: Path, capsys) -> None:
+    """A LLaVA JSON of 8 rows, 7 bad: the screen shows the counts by reason, rejected.jsonl names each row."""
+    from .helpers import corrupt_png, png_bytes
+
+    root = tmp_path / "data"
+    (root / "img").mkdir(parents=True)
+    (root / "img" / "good.png").write_bytes(png_bytes())
+    (root / "img" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not a png at all")
+    (root / "img" / "cut.png").write_bytes(corrupt_png())
+    (tmp_path / "outside.png").write_bytes(png_bytes())
+
+    def row(i: str, image: str, answer: str | None = "A red square.") -> dict:
+        turns = [{"from": "human", "value": "<image>\nWhat is it?"}]
+        return {"id": i, "image": image, "conversations": turns + ([{"from": "gpt", "value": answer}]
+                                                                   if answer is not None else [])}
+
+    rows = [row("good", "img/good.png"), row("escape", "../outside.png"),
+            row("absolute", str(tmp_path / "outside.png")), row("corrupt", "img/corrupt.png"),
+            row("cut", "img/cut.png"), row("empty", "img/good.png", answer=""), row("missing", "img/none.png"),
+            row("no-answer", "img/good.png", answer=None)]  # fmt: skip
+    (root / "llava.json").write_text(json.dumps(rows))
+    out = tmp_path / "pairs"
+    assert main(["pairs", f"source={root / 'llava.json'}", f"out={out}", "strategies=[rules]"]) == 0
+    screen = capsys.readouterr().out
+    shard = next(out.iterdir())
+    summary = read_json(shard / "summary.json")
+    listed = [json.loads(line) for line in (shard / "rejected.jsonl").read_text().splitlines()]
+    assert summary["rejected"]["total"] == 8 == len(listed)  # rules alone find no negative for the one good row
+    by_id = {r["id"]: r for r in listed}
+    good = by_id.pop("good")
+    assert (good["where"], good["reason"]) == ("generation", "no_negatives")
+    assert set(by_id) == {"escape", "absolute", "corrupt", "cut", "empty", "missing", "no-answer"}
+    assert by_id["escape"]["where"] == "llava.json[1]" and by_id["no-answer"]["where"] == "llava.json[7]"
+    assert all(r["reason"] and r["detail"] for r in listed)
+    for reason, n in summary["load"]["dropped"].items():
+        assert f"input rows dropped: {reason}" in screen and n >= 1
+    assert "8 input rows dropped, listed in" in screen and "rejected.jsonl" in screen
+    assert main(["pairs", "merge", f"out={out}"]) == 0
+    assert read_json(out / "summary.json")["rejected"]["total"] == 8

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from unprior.io import read_jsonl
+from unprior.models.families import load_model
 from unprior.models.generate import Prompt, generate
-from unprior.models.tiny import load_model
 from unprior.world.base import train_base
 from unprior.world.config import BaseConfig
 from unprior.world.metrics import split_metrics
@@ -74,3 +74,31 @@ def test_base_key_includes_the_effective_thread_count():
     assert base_key(one, "w") != base_key(two, "w")  # different float summation order, different weights
     assert base_key(default, "w") == base_key(BaseConfig(threads=torch.get_num_threads()), "w")
     assert base_key(one, "w") != base_key(one, "other world")
+
+
+def test_a_damaged_or_half_written_base_is_trained_again_never_loaded(tiny_world, tmp_path, one_thread):
+    out = tmp_path / "base"
+    cfg = BaseConfig(world_dir=str(tiny_world), out=str(out), pretrain_steps=1, sft_steps=2, batch_size=4, threads=1)
+    lines: list[str] = []
+    train_base(cfg, log=lines.append)
+    whole = (out / "model.safetensors").read_bytes()
+    (out / "model.safetensors").write_bytes(whole[: len(whole) // 2])  # a copy cut short
+    train_base(cfg, log=lines.append)
+    assert any("damaged (model.safetensors" in line for line in lines)
+    assert (out / "model.safetensors").read_bytes() == whole  # same seed, same numerics: the same weights
+    (out / "manifest.json").unlink()  # killed before the manifest: not a finished model
+    lines.clear()
+    train_base(cfg, log=lines.append)
+    assert not any("reusing" in line for line in lines) and (out / "manifest.json").is_file()
+    lines.clear()
+    train_base(cfg, log=lines.append)
+    assert any("reusing" in line for line in lines)
+
+
+def test_base_key_includes_the_kernel_paths(monkeypatch):
+    from unprior.world.base import base_key
+
+    cfg = BaseConfig(threads=1)
+    portable = base_key(cfg, "w")
+    monkeypatch.setenv("MKL_CBWR", "AVX512")
+    assert base_key(cfg, "w") != portable

@@ -59,7 +59,7 @@ def load_eval_model(model: str, adapter: str = "") -> tuple[Any, Any]:
     """
     import torch
 
-    from unprior.models.tiny import load_model
+    from unprior.models.families import load_model
 
     net, processor = load_model(model)
     if adapter:

@@ -104,11 +104,3 @@ def save_model(model: torch.nn.Module, processor: object, out: str | Path) -> No
     """``save_pretrained`` model (safetensors) and processor into one directory."""
     model.save_pretrained(out, safe_serialization=True)  # type: ignore[attr-defined]
     processor.save_pretrained(out)  # type: ignore[attr-defined]
-
-
-def load_model(path: str | Path, *, trust_remote_code: bool = False, dtype: torch.dtype | None = None):
-    """Load any image-text-to-text model and its processor offline; see :func:`unprior.models.families.load_model`
-    (which also handles the no-video Qwen-VL processors)."""
-    from unprior.models.families import load_model as load_any
-
-    return load_any(path, trust_remote_code=trust_remote_code, dtype=dtype)

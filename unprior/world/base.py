@@ -23,10 +23,21 @@ import torch
 from PIL import Image
 
 from unprior.config import config_hash, dump_yaml, to_dict
-from unprior.io import cache_root, is_complete, read_json, read_jsonl, staged_dir, write_json, write_jsonl
+from unprior.io import (
+    cache_root,
+    damaged_files,
+    file_digests,
+    is_complete,
+    read_json,
+    read_jsonl,
+    staged_dir,
+    write_json,
+    write_jsonl,
+)
 from unprior.models.sft import Encoded, encode_rows, sft
 from unprior.models.tiny import build_tiny_llava, save_model
 from unprior.models.tokenizer import train_tokenizer
+from unprior.numerics import numerics_signature
 from unprior.world.build import DESCRIBE_PROMPT, attribute_qa, build_world, describe, exists_qa
 from unprior.world.config import BaseConfig
 from unprior.world.render import Placed
@@ -61,17 +72,19 @@ def load_split(root: Path, split: str) -> tuple[list[dict[str, Any]], list[str],
 
 
 def base_key(cfg: BaseConfig, world_hash: str) -> str:
-    """Cache key of a base model: the world, the training fields, and the torch thread count it trains with.
+    """Cache key of a base model: the world, the training fields, and the numerics it trains with.
 
-    The thread count changes the float summation order and so the weights (a 1-thread and a 2-thread base differ by
-    0.04 in CF accuracy), so a model trained with another count is not reused. ``threads = 0`` counts as torch's
-    current default.
+    The thread count and the CPU kernel paths (AVX2 or AVX-512 in ATen, MKL and oneDNN) change the float
+    summation order and so the weights (a 1-thread and a 2-thread base differ by 0.04 in CF accuracy; AVX2 and
+    AVX-512 kernels by 0.28 in POPE accuracy on the test suite's base), so a model trained with other numerics is
+    not reused (:func:`unprior.numerics.numerics_signature`). ``threads = 0`` counts as torch's current default.
     """
     d = to_dict(cfg)
     for k in ("world", "world_dir", "out", "overwrite"):
         d.pop(k)
-    d["threads"] = cfg.threads or torch.get_num_threads()
-    return config_hash({"world": world_hash, "train": d, "version": BASE_FORMAT_VERSION})
+    d.pop("threads")
+    numerics = numerics_signature(cfg.threads or torch.get_num_threads())
+    return config_hash({"world": world_hash, "train": d, "numerics": numerics, "version": BASE_FORMAT_VERSION})
 
 
 def resolve_world(cfg: BaseConfig) -> Path:
@@ -92,12 +105,15 @@ def train_base(cfg: BaseConfig, log=print) -> Path:
     out = base_dir_for(cfg, world)
     key = base_key(cfg, read_json(world / "manifest.json")["config_hash"])
     if is_complete(out) and not cfg.overwrite:
-        found = read_json(out / "manifest.json").get("key")
-        if found != key:
-            raise FileExistsError(f"{out} holds a base model trained with another config (key {found}, "
-                                  f"wanted {key}); pass overwrite=true to retrain it there")
-        log(f"base model: reusing {out}")
-        return out
+        manifest = read_json(out / "manifest.json")
+        if manifest.get("key") != key:
+            raise FileExistsError(f"{out} holds a base model trained with another config or other numerics (key "
+                                  f"{manifest.get('key')}, wanted {key}); pass overwrite=true to retrain it there")
+        damaged = damaged_files(out, manifest.get("files", {})) if "files" in manifest else ["manifest.json"]
+        if not damaged:
+            log(f"base model: reusing {out}")
+            return out
+        log(f"base model: {out} is damaged ({', '.join(damaged)} missing or changed); training it again")
     t0 = time.perf_counter()
     rows, paths, index = load_split(world, "train")
     prompts, answers = [r["prompt"] for r in rows], [r["answer"] for r in rows]
@@ -125,6 +141,7 @@ def train_base(cfg: BaseConfig, log=print) -> Path:
         save_model(model, processor, tmp)
         dump_yaml(cfg, tmp / "base_config.yaml")
         write_jsonl(tmp / "train_log.jsonl", history)
+        files = file_digests(tmp, [p.name for p in tmp.iterdir() if p.is_file()])
         write_json(tmp / "manifest.json", {
             "kind": "unprior-base",
             "format_version": BASE_FORMAT_VERSION,
@@ -132,7 +149,9 @@ def train_base(cfg: BaseConfig, log=print) -> Path:
             "world_hash": read_json(world / "manifest.json")["config_hash"],
             "key": key,
             "config": to_dict(cfg),
+            "numerics": numerics_signature(cfg.threads or torch.get_num_threads()),
             "train_seconds": round(time.perf_counter() - t0, 1),
+            "files": files,
         })
     log(f"base model: saved to {out} ({time.perf_counter() - t0:.0f}s)")
     return out

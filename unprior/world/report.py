@@ -14,8 +14,8 @@ from typing import Any
 from PIL import Image
 
 from unprior.io import read_jsonl, write_json, write_jsonl
+from unprior.models.families import load_model
 from unprior.models.generate import Prompt, generate
-from unprior.models.tiny import load_model
 from unprior.world.config import BaseConfig, ReportConfig
 from unprior.world.metrics import PARSER_VERSION, split_metrics
 
