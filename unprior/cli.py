@@ -75,6 +75,11 @@ COMMANDS: dict[str, Command] = {
         "unprior.pairs.noise:run_noise",
         "Plant a known share of noisy (in fact correct) negatives in a pairs file, to measure a loss's robustness.",
     ),
+    "pairs browse": Command(
+        "unprior.pairs.browse.config:BrowseConfig",
+        "unprior.pairs.browse.build:run_browse",
+        "A static HTML browser of a pairs file: images, answers, negatives, margins, filters, histograms per kind.",
+    ),
     "score": Command(
         "unprior.score.config:ScoreConfig",
         "unprior.score.reference:run_score",
