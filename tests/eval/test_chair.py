@@ -64,12 +64,14 @@ def test_word_lists():
         ("", []),
     ],
 )
-def test_caption_mentions_lisaanne(caption, expected):
-    assert caption_mentions(caption, LISA) == expected
+def test_caption_mentions_lisaanne_wordnet(caption, expected):
+    """``lemmatizer="wordnet"`` is the scorer before chair-v2, unchanged (the RLHF-V lemmatizer)."""
+    assert caption_mentions(caption, LISA, "wordnet") == expected
 
 
 def test_caption_mentions_refine_differences():
-    assert caption_mentions("Men ride motor bikes.", REFINE) == [("motor bike", "motorcycle")]
+    assert caption_mentions("Men ride motor bikes.", REFINE, "wordnet") == [("motor bike", "motorcycle")]
+    assert caption_mentions("Men ride motor bikes.", REFINE) == [("man", "person"), ("motor bike", "motorcycle")]
     assert caption_mentions("A pedestrian near a coffee table.", REFINE) == [("pedestrian", "person"),
                                                                            ("coffee table", "dining table")]
     assert caption_mentions("A pedestrian near a coffee table.", LISA) == [("table", "dining table")]
@@ -119,10 +121,14 @@ def test_ground_truth_from_coco_instances_and_captions(tmp_path):
 
 
 def test_ground_truth_file_round_trip_and_checks(tmp_path):
-    path = build_ground_truth_file(_coco(tmp_path), [1, 2], tmp_path / "gt.json", synonyms="lisaanne")
+    path = build_ground_truth_file(_coco(tmp_path), [1, 2], tmp_path / "gt.json", synonyms="lisaanne",
+                                   lemmatizer="singularize")
     assert load_ground_truth(path, LISA) == {1: ["chair", "person"], 2: ["couch", "dog"]}
     with pytest.raises(DataError, match="built with synonyms='lisaanne', this run needs 'refine'"):
         load_ground_truth(path, REFINE)
+    with pytest.raises(DataError, match=r"built with tokenizer='nltk3\.10\.4-punkt_tab-english-v1\+nltk3\.10\.4-"
+                                        r"treebank-v1', this run needs 'treebank-approx-v1'"):
+        load_ground_truth(path, LISA, "wordnet")
     data = json.loads(path.read_text())
     data["images"]["1"] = ["unicorn"]
     path.write_text(json.dumps(data))
@@ -177,7 +183,8 @@ def test_object_halbench_embedded_images_and_metrics(tmp_path, quiet_console):
 
 
 def test_chair_data_errors(tmp_path):
-    gt = build_ground_truth_file(_coco(tmp_path), [1], tmp_path / "gt.json", synonyms="lisaanne")
+    gt = build_ground_truth_file(_coco(tmp_path), [1], tmp_path / "gt.json", synonyms="lisaanne",
+                                 lemmatizer="singularize")
     images = touch_images(tmp_path / "val2014", ["COCO_val2014_000000000002.jpg"])
     questions = write_jsonl(tmp_path / "q.jsonl", [{"image_id": 2}])
     bench = make_benchmark("chair", {"questions": str(questions), "image_root": str(images), "ground_truth": str(gt)})

@@ -2,21 +2,30 @@
 RLAIF-V protocol, rule mode, as run by NaPO).
 
 A caption's *mentions* are the words of the 80-class COCO synonym list that occur in it, after tokenizing the
-lowercased caption, lemmatizing each token as a WordNet noun and merging two-word names left to right
+lowercased caption, normalising each token's number and merging two-word names left to right
 (``LisaAnne/Hallucination:utils/chair.py``; ``RLHF-V/RLAIF-V:eval/eval_gpt_obj_halbench.py``). Special rules: "baby
 X" / "adult X" for animals and "passenger jet/train" do not fire *person*; "bow tie" is a tie; "toilet seat" is a
 toilet, and "seat" is dropped from any caption that also says "toilet"; "home plate" and "train track" consume
-their words. A mention is hallucinated when its class is not in the image's ground truth: the classes of the image's
-COCO instance annotations plus the classes mentioned in its COCO reference captions.
+their words; "wine glas" (the singularized "wine glass") is a wine glass. A mention is hallucinated when its class
+is not in the image's ground truth: the classes of the image's COCO instance annotations plus the classes mentioned
+in its COCO reference captions (extracted the same way).
 
 - CHAIRi = hallucinated mentions / mentions; CHAIRs = captions with a hallucinated mention / captions (both
   percent). Object HalBench's "response hallucination" divides by the responses that mention any COCO object
   (CHAIRs-refine); plain CHAIRs over all responses is reported as ``chair_s_all``.
 - Recall = sum over images of correctly mentioned classes (unique) / ground-truth classes.
 
-Deviations from the references, all recorded in ``results.json``: tokens come from :mod:`unprior.eval.text`'s
-offline tokenizer and WordNet lemma table (the RLHF-V lemmatizer; the 2018 original used ``pattern.singularize``,
-which also maps "men" to "man"), and the reference's GPT extraction mode is not offered.
+Token pipelines (option ``lemmatizer``; recorded in ``results.json`` and in ground-truth files):
+
+- ``singularize`` (``chair``'s default): the 2018 original exactly, ``nltk.word_tokenize`` (nltk 3.10.4, Punkt
+  English; :mod:`unprior.eval.treebank`) and ``pattern.en.singularize`` (pattern 3.6; :mod:`unprior.eval.singularize`).
+  Its quirks are the reference's: "men" is *person*; the singular "bus", "ties", "doggies" and "collies" never match;
+  a curly apostrophe splits "dog’s".
+- ``wordnet`` (``object_halbench``'s default, and ``chair``'s only pipeline before scorer chair-v2): the RLHF-V /
+  RLAIF-V WordNet noun lemmatizer (:mod:`unprior.eval.text`'s shipped table) on that module's approximate offline
+  tokenizer, where the references call ``nltk.word_tokenize``. "men" is not *person* there.
+
+The reference's GPT extraction mode is not offered.
 
 Synonym variants: ``lisaanne`` is the original list exactly, quirks included; ``refine`` is RLAIF-V's list expressed
 as a patch on it (entries stripped, plus *brother*, *pedestrian*, *coffee table*, *remote control*) and every
@@ -43,10 +52,13 @@ from unprior.eval.common import (
     require_dir,
 )
 from unprior.eval.registry import Benchmark, DataError, Item, Metric, register
+from unprior.eval.singularize import SINGULARIZE_VERSION, singularize
 from unprior.eval.text import LEMMATIZER_VERSION, TOKENIZER_VERSION, lemmatize, word_tokenize
+from unprior.eval.treebank import TREEBANK_VERSION
+from unprior.eval.treebank import word_tokenize as nltk_word_tokenize
 from unprior.io import write_json
 
-SCORER_VERSION = "chair-v1"
+SCORER_VERSION = "chair-v2"
 GT_FORMAT = "unprior-chair-ground-truth"
 DETAIL_PROMPT = "Please describe this image in detail."
 
@@ -62,6 +74,11 @@ _SPECIAL = {"passenger jet": "jet", "passenger train": "train", "bow tie": "tie"
             "wine glas": "wine glass"}
 _REFINE_ADDITIONS = {"person": ("brother", "pedestrian"), "dining table": ("coffee table",),
                      "remote": ("remote control",)}
+
+Lemmatizer = Literal["singularize", "wordnet"]
+PIPELINES: dict[str, tuple[str, str]] = {"singularize": (TREEBANK_VERSION, SINGULARIZE_VERSION),
+                                         "wordnet": (TOKENIZER_VERSION, LEMMATIZER_VERSION)}
+"""Lemmatizer -> (tokenizer version, lemmatizer version)."""
 
 
 @dataclass(frozen=True)
@@ -102,9 +119,20 @@ def vocabulary(variant: str) -> Vocabulary:
     return Vocabulary(variant, mapping, doubles, frozenset(words))
 
 
-def caption_mentions(caption: str, vocab: Vocabulary) -> list[tuple[str, str]]:
+def caption_words(caption: str, vocab: Vocabulary, lemmatizer: Lemmatizer = "singularize") -> list[str]:
+    """The lowercased caption's tokens with their number normalised (CHAIR steps 1-2; see the module docstring)."""
+    text = caption.lower()
+    if lemmatizer == "singularize":
+        return [singularize(t) for t in nltk_word_tokenize(text)]
+    if lemmatizer == "wordnet":
+        return [lemmatize(t, vocab.words) for t in word_tokenize(text)]
+    raise ValueError(f"unknown CHAIR lemmatizer {lemmatizer!r}")
+
+
+def caption_mentions(caption: str, vocab: Vocabulary, lemmatizer: Lemmatizer = "singularize"
+                     ) -> list[tuple[str, str]]:
     """``(word, class)`` for every COCO object word in ``caption``, in order, duplicates kept (CHAIR steps 1-5)."""
-    lemmas = [lemmatize(t, vocab.words) for t in word_tokenize(caption.lower())]
+    lemmas = caption_words(caption, vocab, lemmatizer)
     merged, i = [], 0
     while i < len(lemmas):
         pair = " ".join(lemmas[i : i + 2])
@@ -119,10 +147,11 @@ def caption_mentions(caption: str, vocab: Vocabulary) -> list[tuple[str, str]]:
     return [(w, vocab.synonym_to_class[w]) for w in merged if w in vocab.synonym_to_class]
 
 
-def score_caption(caption: str, ground_truth: Iterable[str], vocab: Vocabulary) -> dict[str, Any]:
+def score_caption(caption: str, ground_truth: Iterable[str], vocab: Vocabulary,
+                  lemmatizer: Lemmatizer = "singularize") -> dict[str, Any]:
     """Per-caption CHAIR record: mentions, hallucinated mentions, correctly mentioned classes, ground-truth size."""
     gt = set(ground_truth)
-    mentions = caption_mentions(caption, vocab)
+    mentions = caption_mentions(caption, vocab, lemmatizer)
     hallucinated = [[w, c] for w, c in mentions if c not in gt]
     return {
         "mentions": [[w, c] for w, c in mentions],
@@ -154,8 +183,8 @@ _COCO_FILES = ("instances_train2014.json", "instances_val2014.json", "captions_t
                "captions_val2014.json")
 
 
-def ground_truth_from_coco(annotations_dir: str | Path, image_ids: Iterable[int], vocab: Vocabulary
-                           ) -> dict[int, list[str]]:
+def ground_truth_from_coco(annotations_dir: str | Path, image_ids: Iterable[int], vocab: Vocabulary,
+                           lemmatizer: Lemmatizer = "singularize") -> dict[int, list[str]]:
     """Per-image ground-truth classes from COCO 2014 instance and caption annotations (train and val merged).
 
     Args:
@@ -163,6 +192,7 @@ def ground_truth_from_coco(annotations_dir: str | Path, image_ids: Iterable[int]
             ``captions_val2014.json`` for val images).
         image_ids: The images to keep.
         vocab: The word list that maps category names and caption words to classes.
+        lemmatizer: The token pipeline for the reference captions (the one the scored answers use).
     """
     root = require_dir(annotations_dir, "options.coco_annotations")
     present = [n for n in _COCO_FILES if (root / n).is_file()]
@@ -181,31 +211,40 @@ def ground_truth_from_coco(annotations_dir: str | Path, image_ids: Iterable[int]
         else:
             for ann in data["annotations"]:
                 if ann["image_id"] in wanted:
-                    gt[ann["image_id"]].update(c for _, c in caption_mentions(ann["caption"], vocab))
+                    gt[ann["image_id"]].update(c for _, c in caption_mentions(ann["caption"], vocab, lemmatizer))
     return {i: sorted(v) for i, v in sorted(gt.items())}
 
 
-def ground_truth_record(gt: dict[int, list[str]], vocab: Vocabulary) -> dict[str, Any]:
+def ground_truth_record(gt: dict[int, list[str]], vocab: Vocabulary, lemmatizer: Lemmatizer = "singularize"
+                        ) -> dict[str, Any]:
     """The compact ground-truth file's content (JSON), stamped with what the sets depend on."""
-    return {"format": GT_FORMAT, "version": 1, "synonyms": vocab.name, "tokenizer": TOKENIZER_VERSION,
-            "lemmatizer": LEMMATIZER_VERSION, "source": "COCO 2014 instances + captions (CC BY 4.0)",
+    tokenizer_version, lemmatizer_version = PIPELINES[lemmatizer]
+    return {"format": GT_FORMAT, "version": 1, "synonyms": vocab.name, "tokenizer": tokenizer_version,
+            "lemmatizer": lemmatizer_version, "source": "COCO 2014 instances + captions (CC BY 4.0)",
             "images": {str(k): v for k, v in gt.items()}}
 
 
 def build_ground_truth_file(annotations_dir: str | Path, image_ids: Iterable[int], out: str | Path,
-                            synonyms: str = "refine") -> Path:
-    """Build the compact ground-truth file once from COCO annotations (for shipping or reuse without COCO)."""
+                            synonyms: str = "refine", lemmatizer: Lemmatizer = "wordnet") -> Path:
+    """Build the compact ground-truth file once from COCO annotations (for shipping or reuse without COCO).
+
+    The defaults are ``object_halbench``'s protocol; for ``chair`` pass ``synonyms="lisaanne",
+    lemmatizer="singularize"``.
+    """
     vocab = vocabulary(synonyms)
-    write_json(out, ground_truth_record(ground_truth_from_coco(annotations_dir, image_ids, vocab), vocab))
+    gt = ground_truth_from_coco(annotations_dir, image_ids, vocab, lemmatizer)
+    write_json(out, ground_truth_record(gt, vocab, lemmatizer))
     return Path(out)
 
 
-def load_ground_truth(path: str | Path, vocab: Vocabulary) -> dict[int, list[str]]:
+def load_ground_truth(path: str | Path, vocab: Vocabulary, lemmatizer: Lemmatizer = "singularize"
+                      ) -> dict[int, list[str]]:
     """Read a compact ground-truth file; refuse one built with a different word list, tokenizer or lemmatizer."""
     data = load_json(path, "options.ground_truth")
     if not isinstance(data, dict) or data.get("format") != GT_FORMAT:
         raise DataError(f"{path}: not an unprior CHAIR ground-truth file (expected \"format\": \"{GT_FORMAT}\")")
-    expected = {"synonyms": vocab.name, "tokenizer": TOKENIZER_VERSION, "lemmatizer": LEMMATIZER_VERSION}
+    tokenizer_version, lemmatizer_version = PIPELINES[lemmatizer]
+    expected = {"synonyms": vocab.name, "tokenizer": tokenizer_version, "lemmatizer": lemmatizer_version}
     for key, want in expected.items():
         if data.get(key) != want:
             raise DataError(f"{path}: built with {key}={data.get(key)!r}, this run needs {want!r}; rebuild it")
@@ -235,6 +274,9 @@ class ChairOptions:
     """Instruction for rows that carry no `question`."""
     synonyms: Literal["lisaanne", "refine"] = "lisaanne"
     """Word list: the original CHAIR list, or the RLHF-V/RLAIF-V refined list."""
+    lemmatizer: Lemmatizer = "singularize"
+    """Token pipeline: `singularize` (nltk tokens + pattern.singularize, the original CHAIR code, as in published
+    tables) or `wordnet` (WordNet noun lemmas on an approximate tokenizer, the scorer before chair-v2)."""
     ground_truth: str = ""
     """Compact per-image ground-truth file (built by build_ground_truth_file, or written by a previous run)."""
     coco_annotations: str = ""
@@ -253,6 +295,8 @@ class ChairOptions:
 class ObjectHalBenchOptions(ChairOptions):
     synonyms: Literal["lisaanne", "refine"] = "refine"
     """Word list: RLAIF-V's refined list by default (the protocol NaPO and RLAIF-V report)."""
+    lemmatizer: Lemmatizer = "wordnet"
+    """Token pipeline: `wordnet` (RLAIF-V's WordNet noun lemmatizer, on an approximate tokenizer) or `singularize`."""
 
 
 @register
@@ -261,7 +305,7 @@ class Chair(Benchmark):
 
     name = "chair"
     version = "chair-v1"
-    parser_version = f"{TOKENIZER_VERSION}+{LEMMATIZER_VERSION}"
+    parser_version = "+".join(PIPELINES["singularize"])
     scorer_version = SCORER_VERSION
     max_new_tokens = 512
     Options = ChairOptions
@@ -269,6 +313,8 @@ class Chair(Benchmark):
     def __init__(self, options: Any = None) -> None:
         super().__init__(options)
         self.vocab = vocabulary(self.options.synonyms)
+        self.lemmatizer: Lemmatizer = self.options.lemmatizer
+        self.parser_version = "+".join(PIPELINES[self.lemmatizer])  # per instance: it depends on the option
         self._gt: dict[int, list[str]] = {}
         self._gt_built = False
 
@@ -301,9 +347,9 @@ class Chair(Benchmark):
 
     def _load_ground_truth(self, image_ids: set[int]) -> dict[int, list[str]]:
         if self.options.ground_truth:
-            return load_ground_truth(self.options.ground_truth, self.vocab)
+            return load_ground_truth(self.options.ground_truth, self.vocab, self.lemmatizer)
         self._gt_built = True
-        return ground_truth_from_coco(self.options.coco_annotations, image_ids, self.vocab)
+        return ground_truth_from_coco(self.options.coco_annotations, image_ids, self.vocab, self.lemmatizer)
 
     def metrics(self) -> list[Metric]:
         return [Metric("chair_s", False, "captions with a hallucinated object, percent"),
@@ -315,13 +361,13 @@ class Chair(Benchmark):
         return answer
 
     def score(self, item: Item, parsed: Any) -> dict[str, Any]:
-        record = score_caption(parsed, self._gt[item.target["image_id"]], self.vocab)
+        record = score_caption(parsed, self._gt[item.target["image_id"]], self.vocab, self.lemmatizer)
         record["gt"] = self._gt[item.target["image_id"]]
         return record
 
     def score_all(self, items: Sequence[Item], answers: Sequence[str], workdir: Path) -> list[dict[str, Any]]:
         if self._gt_built:  # keep the sets so a re-score (or another model) needs no COCO download
-            write_json(workdir / "chair_ground_truth.json", ground_truth_record(self._gt, self.vocab))
+            write_json(workdir / "chair_ground_truth.json", ground_truth_record(self._gt, self.vocab, self.lemmatizer))
         return [self.score(it, a) for it, a in zip(items, answers, strict=True)]
 
     def aggregate(self, items: Sequence[Item], scores: Sequence[dict[str, Any]]) -> dict[str, float]:
@@ -329,9 +375,13 @@ class Chair(Benchmark):
         return {k: m[k] for k in ("chair_s", "chair_i", "recall", "avg_len")}
 
     def provenance(self) -> dict[str, Any]:
-        return {"synonyms": self.options.synonyms, "tokenizer": TOKENIZER_VERSION, "lemmatizer": LEMMATIZER_VERSION,
-                "extraction": "rule", "ground_truth": "file" if self.options.ground_truth else "coco_annotations",
-                "deviation": "offline Treebank-style tokenizer and WordNet lemma table instead of NLTK (see docs)"}
+        tokenizer_version, lemmatizer_version = PIPELINES[self.lemmatizer]
+        deviation = {"singularize": "none: nltk.word_tokenize and pattern.singularize re-implemented offline (docs)",
+                     "wordnet": "offline Treebank-style tokenizer instead of nltk.word_tokenize (see docs)"}
+        return {"synonyms": self.options.synonyms, "lemmatizer": self.lemmatizer, "tokenizer": tokenizer_version,
+                "lemmatizer_version": lemmatizer_version, "extraction": "rule",
+                "ground_truth": "file" if self.options.ground_truth else "coco_annotations",
+                "deviation": deviation[self.lemmatizer]}
 
 
 @register
@@ -340,6 +390,7 @@ class ObjectHalBench(Chair):
 
     name = "object_halbench"
     version = "object_halbench-v1"
+    parser_version = "+".join(PIPELINES["wordnet"])
     max_new_tokens = 1024
     Options = ObjectHalBenchOptions
 
