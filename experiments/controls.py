@@ -24,7 +24,8 @@ def control_for_seed(seed: int) -> dict[str, Any]:
     """Train (or reuse) and evaluate the control of ``base.seed = seed``, one torch thread."""
     import torch
 
-    from unprior.demo import DemoConfig, control_config, evaluate_model
+    from unprior.pipeline.config import DemoConfig, control_config
+    from unprior.pipeline.steps import evaluate_model
     from unprior.world.base import train_base
     from unprior.world.build import build_world
 

@@ -42,7 +42,7 @@ def test_bad_arm_is_refused_with_its_field():
 
 
 def test_arm_train_overrides_are_validated_and_applied():
-    from unprior.study import train_config_for
+    from unprior.study.grid import train_config_for
 
     cfg = StudyConfig(arms={"v": ArmConfig(train={"train_vision": True, "max_steps": 7})})
     train = train_config_for(cfg, cfg.arms["v"], seed=2, model="m", pairs="p.parquet")

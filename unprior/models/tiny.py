@@ -25,6 +25,19 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
+def tiny_vision_config(image_size: int, patch_size: int, hidden: int, layers: int) -> CLIPVisionConfig:
+    """The tiny CLIP vision tower of :func:`build_tiny_llava` (also pretrained on its own: unprior.world.vision)."""
+    return CLIPVisionConfig(
+        image_size=image_size,
+        patch_size=patch_size,
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=max(1, hidden // 32),
+        projection_dim=hidden,
+    )
+
+
 def build_tiny_llava(
     tokenizer: PreTrainedTokenizerFast,
     *,
@@ -46,15 +59,7 @@ def build_tiny_llava(
     image_token = "<image>"
     image_token_id = tokenizer.convert_tokens_to_ids(image_token)
     n_patches = (image_size // patch_size) ** 2
-    vision = CLIPVisionConfig(
-        image_size=image_size,
-        patch_size=patch_size,
-        hidden_size=vision_hidden,
-        intermediate_size=vision_hidden * 2,
-        num_hidden_layers=vision_layers,
-        num_attention_heads=max(1, vision_hidden // 32),
-        projection_dim=vision_hidden,
-    )
+    vision = tiny_vision_config(image_size, patch_size, vision_hidden, vision_layers)
     text = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=text_hidden,

@@ -15,6 +15,7 @@ by everything that changes the weights, so the demo and the tests reuse it.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from unprior.io import (
 from unprior.models.sft import Encoded, encode_rows, sft
 from unprior.models.tiny import build_tiny_llava, save_model
 from unprior.models.tokenizer import train_tokenizer
-from unprior.numerics import numerics_signature
+from unprior.numerics import numerics_signature, torch_threads
 from unprior.world.build import DESCRIBE_PROMPT, attribute_qa, build_world, describe, exists_qa
 from unprior.world.config import BaseConfig
 from unprior.world.render import Placed
@@ -98,9 +99,15 @@ def base_dir_for(cfg: BaseConfig, world: Path) -> Path:
 
 
 def train_base(cfg: BaseConfig, log=print) -> Path:
-    """Build the world if needed, train the base model, save it atomically; reuse a finished cached model."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    """Build the world if needed, train the base model, save it atomically; reuse a finished cached model.
+
+    Trains with ``cfg.threads`` torch threads and restores the caller's count afterwards.
+    """
+    with torch_threads(cfg.threads):
+        return _train_base(cfg, log)
+
+
+def _train_base(cfg: BaseConfig, log) -> Path:
     world = resolve_world(cfg)
     out = base_dir_for(cfg, world)
     key = base_key(cfg, read_json(world / "manifest.json")["config_hash"])
@@ -131,12 +138,13 @@ def train_base(cfg: BaseConfig, log=print) -> Path:
         text_heads=m.text_heads,
         seed=cfg.seed,
     )
-    text_only = encode_rows(processor, prompts, answers, [-1] * len(rows), None)
-    multimodal = encode_rows(processor, prompts, answers, index, images)
+    data = Phases(text_only=encode_rows(processor, prompts, answers, [-1] * len(rows), None),
+                  multimodal=encode_rows(processor, prompts, answers, index, images),
+                  captions=[i for i, r in enumerate(rows) if r["task"] == "describe"],
+                  pad_id=tokenizer.pad_token_id, world=world)  # fmt: skip
     log(f"base model: {sum(p.numel() for p in model.parameters()):,} parameters, {len(rows):,} rows, "
-        f"{len(paths):,} images (setup {time.perf_counter() - t0:.1f}s)")
-    history = _phase(cfg, model, text_only, cfg.pretrain_steps, "pretrain", tokenizer.pad_token_id, log)
-    history += _phase(cfg, model, multimodal, cfg.sft_steps, "sft", tokenizer.pad_token_id, log)
+        f"{len(paths):,} images, recipe {cfg.recipe} (setup {time.perf_counter() - t0:.1f}s)")
+    history = RECIPES[cfg.recipe](cfg, model, data, log)
     with staged_dir(out, overwrite=True) as tmp:
         save_model(model, processor, tmp)
         dump_yaml(cfg, tmp / "base_config.yaml")
@@ -155,6 +163,77 @@ def train_base(cfg: BaseConfig, log=print) -> Path:
         })
     log(f"base model: saved to {out} ({time.perf_counter() - t0:.0f}s)")
     return out
+
+
+@dataclass
+class Phases:
+    """What the recipes train on: the train split encoded without and with its images."""
+
+    text_only: Encoded
+    multimodal: Encoded
+    captions: list[int]
+    """Rows of ``multimodal`` that are describe rows (image captions: the alignment data)."""
+    pad_id: int
+    world: Path
+
+
+def joint_recipe(cfg: BaseConfig, model, data: Phases, log) -> list[dict[str, Any]]:
+    """The first organism: text-only pretraining, then multimodal SFT of every weight, the tower from scratch."""
+    history = _phase(cfg, model, data.text_only, cfg.pretrain_steps, "pretrain", data.pad_id, log)
+    return history + _phase(cfg, model, data.multimodal, cfg.sft_steps, "sft", data.pad_id, log)
+
+
+def pretrained_vision_recipe(cfg: BaseConfig, model, data: Phases, log) -> list[dict[str, Any]]:
+    """Built like LLaVA: (a) a tower pretrained on pictures alone, frozen from then on; (b) the language model on
+    text (the prior); (c) the projector aligned on captions, everything else frozen; (d) multimodal SFT of the
+    projector and the language model."""
+    from unprior.world.vision import pretrained_tower
+
+    tower = pretrained_tower(_world_config(data.world), cfg.vision, _tower_shape(cfg, data.world),
+                             cfg.threads or torch.get_num_threads(), log)  # fmt: skip
+    from transformers import CLIPVisionModel
+
+    model.model.vision_tower.load_state_dict(CLIPVisionModel.from_pretrained(tower).state_dict())
+    parts = {"tower": model.model.vision_tower, "projector": model.model.multi_modal_projector,
+             "lm": [model.model.language_model, model.lm_head]}  # fmt: skip
+    history = []
+    for name, enc, steps, trained in (
+        ("pretrain", data.text_only, cfg.pretrain_steps, ("lm",)),
+        ("align", _subset(data.multimodal, data.captions), cfg.align_steps, ("projector",)),
+        ("sft", data.multimodal, cfg.sft_steps, ("projector", "lm")),
+    ):
+        _train_only(parts, trained)
+        history += _phase(cfg, model, enc, steps, name, data.pad_id, log)
+    _train_only(parts, ("tower", "projector", "lm"))
+    return history
+
+
+RECIPES = {"joint": joint_recipe, "pretrained_vision": pretrained_vision_recipe}
+"""``BaseConfig.recipe`` -> how the base is trained."""
+
+
+def _train_only(parts: dict[str, Any], names: tuple[str, ...]) -> None:
+    for name, modules in parts.items():
+        for module in modules if isinstance(modules, list) else [modules]:
+            module.requires_grad_(name in names)
+
+
+def _subset(enc: Encoded, rows: list[int]) -> Encoded:
+    return Encoded([enc.ids[i] for i in rows], [enc.prompt_lens[i] for i in rows],
+                   [enc.image_index[i] for i in rows], enc.pixels)  # fmt: skip
+
+
+def _world_config(world: Path):
+    from unprior.config import from_dict
+    from unprior.world.config import WorldConfig
+
+    return from_dict(WorldConfig, read_json(world / "manifest.json")["config"])
+
+
+def _tower_shape(cfg: BaseConfig, world: Path) -> dict[str, int]:
+    image = read_json(world / "manifest.json")["config"]["image"]
+    return {"image_size": image["size"], "patch_size": image["cell"], "hidden": cfg.model.vision_hidden,
+            "layers": cfg.model.vision_layers}
 
 
 def _cell(world: Path) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from unprior.config import check_choice, check_range, fail
+from unprior.world.phrasings import MAX_PHRASINGS
 
 
 @dataclass
@@ -68,6 +69,10 @@ class WorldConfig:
     """Probability that a scene holds two partner groups rather than one (busier scenes)."""
     pope_per_image: int = 1
     """POPE-style yes/no questions per test image and sampling setting (as many 'no' as 'yes')."""
+    phrasings: int = 1
+    """Equally valid answer templates per task (1-3, unprior.world.phrasings): "The apple is red." / "The apple is
+    coloured red." / "That apple is red.", one drawn per row. 1: the single original form (the world's data and
+    hash unchanged). 2 or more make same-form correct negatives possible (unprior pairs noise mode=same_form)."""
     image: ImageConfig = field(default_factory=ImageConfig)
 
     def validate(self) -> None:
@@ -77,6 +82,7 @@ class WorldConfig:
         check_range(self, "pair_strength", 0.0, 1.0)
         check_range(self, "two_groups", 0.0, 1.0)
         check_range(self, "pope_per_image", 1, 4)
+        check_range(self, "phrasings", 1, MAX_PHRASINGS)
 
 
 @dataclass
@@ -102,6 +108,32 @@ class ModelConfig:
         if self.text_hidden % self.text_heads:
             fail("text_hidden", f"must be divisible by text_heads ({self.text_heads})")
         check_range(self, "vocab_size", 300, 100_000)
+
+
+@dataclass
+class VisionPretrainConfig:
+    """Pretraining of the vision tower on the world's pictures alone, with no language model (recipe
+    ``pretrained_vision``; :mod:`unprior.world.vision`)."""
+
+    images: int = 8000
+    """Pictures in the encoder's corpus (rendered like the world's, every colour equally likely)."""
+    steps: int = 1500
+    """AdamW steps of the attribute objective."""
+    batch_size: int = 128
+    """Pictures per step."""
+    lr: float = 2e-3
+    """Peak learning rate (linear warm-up, cosine decay)."""
+    warmup_steps: int = 50
+    """Linear warm-up steps."""
+    seed: int = 0
+    """Seed of the tower's initialisation, the heads and the batch order."""
+
+    def validate(self) -> None:
+        check_range(self, "images", 16, 10_000_000)
+        check_range(self, "steps", 0, 10_000_000)
+        check_range(self, "batch_size", 1, 100_000)
+        check_range(self, "lr", 0.0, 1.0)
+        check_range(self, "warmup_steps", 0, 10_000_000)
 
 
 @dataclass
@@ -131,8 +163,20 @@ class BaseConfig:
     """Linear warm-up steps of each phase."""
     threads: int = 0
     """torch threads (0: leave torch's default)."""
+    recipe: str = "joint"
+    """How the base is built. ``joint``: the vision tower is trained from scratch beside the language model in the
+    multimodal SFT (the first organism). ``pretrained_vision``: like a real VLM, (a) the tower is pretrained on
+    pictures alone (``vision``), (b) the language model on text (the prior, ``pretrain_steps``), (c) the projector
+    is aligned on captions with tower and language model frozen (``align_steps``), (d) multimodal SFT with the tower
+    frozen (``sft_steps``)."""
+    vision: VisionPretrainConfig = field(default_factory=VisionPretrainConfig)
+    """Recipe ``pretrained_vision``: the tower's pretraining."""
+    align_steps: int = 300
+    """Recipe ``pretrained_vision``: projector-only steps on the describe rows (LLaVA's stage 1)."""
 
     def validate(self) -> None:
+        check_choice(self, "recipe", ("joint", "pretrained_vision"))
+        check_range(self, "align_steps", 0, 10_000_000)
         check_range(self, "pretrain_steps", 0, 10_000_000)
         check_range(self, "sft_steps", 0, 10_000_000)
         check_range(self, "batch_size", 1, 100_000)

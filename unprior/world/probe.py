@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from unprior.config import check_range, fail
+from unprior.config import check_choice, check_range, fail
 from unprior.io import read_json, read_jsonl, write_json
 
 
@@ -45,8 +45,12 @@ class ProbeConfig:
     """Where to write probe.json (empty: print only)."""
     threads: int = 1
     """torch threads."""
+    features: str = "projector"
+    """Where the probe reads: ``projector`` (what the language model receives) or ``tower`` (the vision tower's
+    last-layer patch features, before the projector)."""
 
     def validate(self) -> None:
+        check_choice(self, "features", ("projector", "tower"))
         if not self.models:
             fail("models", "give at least one model directory")
         if not self.world_dir:
@@ -77,8 +81,9 @@ def _objects(rows: list[dict[str, Any]], per_cell: int | None) -> tuple[list[str
 
 @torch.no_grad()
 def object_features(model_dir: str, world: Path, images: list[str], objects: list[list[dict[str, Any]]],
-                    batch_size: int = 256) -> torch.Tensor:
-    """One feature vector per object: the projector output averaged over the patches of the object's cell."""
+                    batch_size: int = 256, features: str = "projector") -> torch.Tensor:
+    """One feature vector per object: the projector output (or, with ``features="tower"``, the tower's last-layer
+    patch features) averaged over the patches of the object's cell."""
     from PIL import Image
 
     from unprior.models.families import load_model
@@ -91,8 +96,11 @@ def object_features(model_dir: str, world: Path, images: list[str], objects: lis
     for start in range(0, len(images), batch_size):
         batch = [Image.open(world / p).convert("RGB") for p in images[start:start + batch_size]]
         pixels = processor.image_processor(batch, return_tensors="pt")["pixel_values"].to(model.dtype)
-        out = model.model.get_image_features(pixel_values=pixels)
-        out = getattr(out, "pooler_output", out)
+        if features == "tower":
+            out = model.model.vision_tower(pixel_values=pixels).last_hidden_state[:, 1:]
+        else:
+            out = model.model.get_image_features(pixel_values=pixels)
+            out = getattr(out, "pooler_output", out)
         patches = torch.stack(list(out)) if isinstance(out, list | tuple) else out  # (images, patches, hidden)
         side = round(patches.shape[1] ** 0.5)
         grid = patches.reshape(patches.shape[0], side, side, -1)
@@ -129,7 +137,7 @@ def probe_model(cfg: ProbeConfig, model_dir: str) -> dict[str, float]:
     data = {}
     for split, limit in (("train", cfg.per_cell), ("test_id", None), ("test_cf", None)):
         images, objects = _objects(read_jsonl(world / f"{split}.jsonl"), limit)
-        x = object_features(model_dir, world, images, objects)
+        x = object_features(model_dir, world, images, objects, features=cfg.features)
         y = torch.tensor([index[o["colour"]] for objs in objects for o in objs])
         data[split] = (x, y)
     mu, sd = data["train"][0].mean(0), data["train"][0].std(0) + 1e-6
