@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from unprior.pairs.rules import dataset_stats, find_mentions, rule_negatives, stable_seed
 from unprior.pairs.schema import Sample
+from unprior.world.phrasings import MAX_PHRASINGS, attribute_text, exists_text
 
 
 def _objs(*objs: tuple[str, str]) -> dict:
@@ -55,6 +56,20 @@ def test_swap_attribute_uses_the_objects_most_common_other_colour() -> None:
 def test_flip_existence_both_ways() -> None:
     assert _one(WORLD[4], "flip_existence").text == "Yes, there is a banana."
     assert _one(WORLD[5], "flip_existence").text == "No, there is no apple."
+
+
+def test_edits_read_every_world_phrasing() -> None:
+    """swap_attribute finds the object's colour in every attribute phrasing; flip_existence maps each yes phrasing
+    to the same phrasing's no and back (unprior.world.phrasings)."""
+    for k in range(MAX_PHRASINGS):
+        sample = Sample("a", "img2", "What color is the apple?", attribute_text("apple", "green", k),
+                        meta=_objs(("apple", "green")))
+        edit = _one(sample, "swap_attribute")
+        assert edit.text == attribute_text("apple", "red", k) and edit.detail["object"] == "apple"
+        for category, present in (("apple", True), ("banana", False)):
+            answer = exists_text(category, present, k)
+            sample = Sample("e", "img2", "Is there ...?", answer, meta=_objs(("apple", "green")))
+            assert _one(sample, "flip_existence").text == exists_text(category, not present, k)
 
 
 def test_every_edit_is_single_and_keeps_the_rest() -> None:

@@ -158,9 +158,9 @@ def _regex(stats: DatasetStats) -> re.Pattern[str]:
 
 
 def _colour_after(text: str, mention: Mention, colours: Sequence[str]) -> re.Match[str] | None:
-    """``<object> is|are <colour>`` right after a mention."""
+    """``<object> is|are [coloured] <colour>`` right after a mention."""
     cols = "|".join(re.escape(c) for c in colours)
-    return re.compile(rf"\s+(?:is|are)\s+(?P<col>{cols})\b", re.IGNORECASE).match(text, mention.end)
+    return re.compile(rf"\s+(?:is|are)\s+(?:colou?red\s+)?(?P<col>{cols})\b", re.IGNORECASE).match(text, mention.end)
 
 
 # ------------------------------------------------------------------------------------------------------ stats
@@ -307,8 +307,22 @@ def swap_attribute(sample: Sample, stats: DatasetStats, rng: np.random.Generator
 _YES_NO = re.compile(r"^\s*(yes|no)\b", re.IGNORECASE)
 
 
+_TO_NO = (
+    (re.compile(r"\b(is|are)\s+(?:a|an|some|one)\b", re.IGNORECASE), r"\1 no"),  # there is a X -> there is no X
+    (re.compile(r"\b(has|have)\s+(?:a|an|some|one)\b", re.IGNORECASE), r"\1 no"),  # the image has a X -> has no X
+    (re.compile(r"\b(is|are)\s+there\b", re.IGNORECASE), r"\1 not there"),  # a X is there -> a X is not there
+)
+
+
+def _to_yes(mm: re.Match[str]) -> str:
+    """``is no X`` -> ``is a X``, ``has no X`` -> ``has a X``, ``are no Xs`` -> ``are Xs``."""
+    verb, noun = mm.group(1), mm.group(2)
+    return f"{verb} {article(noun)} {noun}" if verb.lower() in ("is", "has") else f"{verb} {noun}"
+
+
 def flip_existence(sample: Sample, stats: DatasetStats) -> Edit | None:
-    """Invert a yes/no answer: "Yes, there is a X" <-> "No, there is no X"."""
+    """Invert a yes/no answer: "Yes, there is a X" <-> "No, there is no X"; also "a X is [not] there" and
+    "the image has a/no X" (the world's other phrasings, :mod:`unprior.world.phrasings`)."""
     text = sample.answer
     m = _YES_NO.match(text)
     if not m:
@@ -317,17 +331,12 @@ def flip_existence(sample: Sample, stats: DatasetStats) -> Edit | None:
     word = _match_case("no" if was_yes else "yes", m.group(1))
     rest = text[m.end() :]
     if was_yes:
-        rest = re.sub(r"\b(is|are)\s+(?:a|an|some|one)\b", r"\1 no", rest, count=1, flags=re.IGNORECASE)
+        for pattern, repl in _TO_NO:  # the first form that matches
+            rest, n = pattern.subn(repl, rest, count=1)
+            if n:
+                break
     else:
-
-        def positive(mm: re.Match[str]) -> str:
-            return (
-                f"{mm.group(1)} {article(mm.group(2))} {mm.group(2)}"
-                if mm.group(1).lower() == "is"
-                else (f"{mm.group(1)} {mm.group(2)}")
-            )
-
-        rest = re.sub(r"\b(is|are)\s+no\s+(\w+)", positive, rest, count=1, flags=re.IGNORECASE)
+        rest = re.sub(r"\b(is|are|has|have)\s+no\s+(\w+)", _to_yes, rest, count=1, flags=re.IGNORECASE)
         rest = re.sub(r"\b(is|are)\s+not\b", r"\1", rest, count=1, flags=re.IGNORECASE)
     return Edit("flip_existence", text[: m.start(1)] + word + rest, {"from": m.group(1).lower()})
 

@@ -12,7 +12,9 @@ Layout of the output directory (the same format users feed to ``unprior pairs``)
 Tasks: ``describe`` (list every object with its colour, CHAIR-style), ``attribute`` ("What color is the X?"),
 ``exists`` ("Is there a X in the image?"; on test splits sampled POPE-style: random / popular / adversarial
 negatives), and attribute questions in busy scenes (``meta.busy``), where an answer that lists everything is
-vision-biased. Every row's ``meta.objects`` is the ground-truth object set.
+vision-biased. Every row's ``meta.objects`` is the ground-truth object set. With ``phrasings`` ≥ 2 each answer
+takes one of several equally valid templates of its task (:mod:`unprior.world.phrasings`), recorded in
+``meta.phrasing``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from PIL import Image
 from unprior.config import config_hash, dump_yaml, to_dict
 from unprior.io import cache_root, is_complete, staged_dir, write_json, write_jsonl
 from unprior.world.config import WorldConfig
+from unprior.world.phrasings import attribute_text, describe_text, exists_text
 from unprior.world.render import Placed, render
 from unprior.world.spec import (
     CATEGORY_NAMES,
@@ -86,19 +89,17 @@ def sample_scene(cfg: WorldConfig, rng: np.random.Generator, counterfactual: boo
 # ---------------------------------------------------------------- text
 
 
-def describe(objects: list[Placed]) -> str:
-    parts = [f"{article(o.colour)} {o.colour} {o.category}" for o in objects]
-    text = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    return text[0].upper() + text[1:] + "."
+def describe(objects: list[Placed], phrasing: int = 0) -> str:
+    """Every object with its colour, in the given (category) order: "A red apple and a yellow banana."."""
+    return describe_text([(o.category, o.colour) for o in objects], phrasing)
 
 
-def attribute_qa(category: str, colour: str) -> tuple[str, str]:
-    return f"What color is the {category}?", f"The {category} is {colour}."
+def attribute_qa(category: str, colour: str, phrasing: int = 0) -> tuple[str, str]:
+    return f"What color is the {category}?", attribute_text(category, colour, phrasing)
 
 
-def exists_qa(category: str, present: bool) -> tuple[str, str]:
-    answer = f"Yes, there is {article(category)} {category}." if present else f"No, there is no {category}."
-    return f"Is there {article(category)} {category} in the image?", answer
+def exists_qa(category: str, present: bool, phrasing: int = 0) -> tuple[str, str]:
+    return f"Is there {article(category)} {category} in the image?", exists_text(category, present, phrasing)
 
 
 # ---------------------------------------------------------------- POPE-style negatives
@@ -131,34 +132,51 @@ def _obj_meta(objects: list[Placed]) -> list[dict[str, Any]]:
     return [{"category": o.category, "colour": o.colour, "cell": o.cell} for o in objects]
 
 
+class _Phrasings:
+    """Draws each row's phrasing (:mod:`unprior.world.phrasings`) from its own stream, so that with one phrasing
+    nothing is drawn and the rows, their meta and every other stream are what they were before phrasings existed."""
+
+    def __init__(self, n: int, rng: np.random.Generator) -> None:
+        self.n, self.rng = n, rng
+
+    def draw(self) -> tuple[int, dict[str, int]]:
+        """(phrasing index, the meta that records it: empty with one phrasing)."""
+        if self.n == 1:
+            return 0, {}
+        k = int(self.rng.integers(self.n))
+        return k, {"phrasing": k, "phrasings": self.n}
+
+
 def _rows_for_image(
-    split: str, idx: int, image: str, objects: list[Placed], cfg: WorldConfig, rng: np.random.Generator
+    split: str, idx: int, image: str, objects: list[Placed], cfg: WorldConfig, rng: np.random.Generator,
+    phrasings: _Phrasings,
 ) -> Iterator[dict[str, Any]]:
     present = {o.category for o in objects}
     meta = {"objects": _obj_meta(objects), "split": split}
     busy = len(objects) >= 3
 
-    def row(task: str, k: int, prompt: str, answer: str, **extra: Any) -> dict[str, Any]:
+    def row(task: str, k: int, qa: tuple[str, str], phrased: dict[str, int], **extra: Any) -> dict[str, Any]:
         return {
             "id": f"{split}-{idx:06d}-{task}-{k}",
             "image": image,
-            "prompt": prompt,
-            "answer": answer,
+            "prompt": qa[0],
+            "answer": qa[1],
             "task": task,
-            "meta": {**meta, **extra},
+            "meta": {**meta, **extra, **phrased},
         }
 
-    yield row("describe", 0, DESCRIBE_PROMPT, describe(objects))
+    p, phrased = phrasings.draw()
+    yield row("describe", 0, (DESCRIBE_PROMPT, describe(objects, p)), phrased)
     for k, o in enumerate(objects):
-        p, a = attribute_qa(o.category, o.colour)
-        yield row("attribute", k, p, a, target=o.category, colour=o.colour,
-                  canonical=o.colour == canonical(o.category), busy=busy)
+        p, phrased = phrasings.draw()
+        yield row("attribute", k, attribute_qa(o.category, o.colour, p), phrased, target=o.category,
+                  colour=o.colour, canonical=o.colour == canonical(o.category), busy=busy)
     if split == "train":
         pos = objects[int(rng.integers(len(objects)))].category
         neg = pope_negatives(present, str(rng.choice(["random", "adversarial"])), 1, rng)
         for k, (cat, label) in enumerate([(pos, True), *((n, False) for n in neg)]):
-            p, a = exists_qa(cat, label)
-            yield row("exists", k, p, a, target=cat, label="yes" if label else "no")
+            p, phrased = phrasings.draw()
+            yield row("exists", k, exists_qa(cat, label, p), phrased, target=cat, label="yes" if label else "no")
         return
     k = 0
     for setting in ("random", "popular", "adversarial"):
@@ -166,8 +184,9 @@ def _rows_for_image(
         pos = [str(c) for c in rng.permutation(pos)][: cfg.pope_per_image]
         negs = pope_negatives(present, setting, len(pos), rng)
         for cat, label in [*((c, True) for c in pos), *((c, False) for c in negs)]:
-            p, a = exists_qa(cat, label)
-            yield row("exists", k, p, a, target=cat, label="yes" if label else "no", pope=setting)
+            p, phrased = phrasings.draw()
+            yield row("exists", k, exists_qa(cat, label, p), phrased, target=cat, label="yes" if label else "no",
+                      pope=setting)
             k += 1
 
 
@@ -184,6 +203,7 @@ def generate_split(cfg: WorldConfig, split: str, root: Path) -> tuple[list[dict[
     scene_rng = np.random.default_rng([*seed, 0])
     pixel_rng = np.random.default_rng([*seed, 1])
     text_rng = np.random.default_rng([*seed, 2])
+    phrasings = _Phrasings(cfg.phrasings, np.random.default_rng([*seed, 3]))
     (root / "images" / split).mkdir(parents=True, exist_ok=True)
     rows, stats = [], Counter()
     for idx in range(n):
@@ -195,7 +215,7 @@ def generate_split(cfg: WorldConfig, split: str, root: Path) -> tuple[list[dict[
             stats["objects"] += 1
             stats["canonical"] += o.colour == canonical(o.category)
         stats["partner_present"] += sum(partner(o.category) in {p.category for p in objects} for o in objects)
-        rows += list(_rows_for_image(split, idx, rel, objects, cfg, text_rng))
+        rows += list(_rows_for_image(split, idx, rel, objects, cfg, text_rng, phrasings))
     stats["images"] = n
     stats["rows"] = len(rows)
     return rows, stats
@@ -206,10 +226,16 @@ def world_dir_for(cfg: WorldConfig) -> Path:
 
 
 def _content(cfg: WorldConfig) -> dict[str, Any]:
-    """The part of the config that decides the data (not where it is written)."""
+    """The part of the config that decides the data (not where it is written).
+
+    ``phrasings`` enters only when it is not 1, so worlds built before the field existed keep their hash (and their
+    cached builds and base models stay valid): with one phrasing the data is byte for byte what it was.
+    """
     d = to_dict(cfg)
     d.pop("out")
     d.pop("overwrite")
+    if d.get("phrasings") == 1:
+        d.pop("phrasings")
     return d
 
 
