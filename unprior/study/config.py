@@ -84,6 +84,9 @@ class StudyConfig:
     reach the language model at all?"""
     baselines: bool = True
     """Evaluate each seed's base model and the no-prior control (needed for the gap and the ID cost)."""
+    control_per_seed: bool = False
+    """Train the no-prior control for every seed (``base.seed = seed``), so each seed's gap is measured against its
+    own ceiling. False: one control, of ``demo.base``'s seed, for every seed."""
     workers: int = 2
     """Processes running units side by side."""
     threads: int = 1

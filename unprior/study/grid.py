@@ -66,12 +66,15 @@ def prepare_seed(cfg: StudyConfig, seed: int) -> dict[str, Any]:
     return out
 
 
-def prepare_control(cfg: StudyConfig) -> str:
-    """The no-prior control of ``demo.base`` (seed as given there): the visual ceiling."""
+def prepare_control(cfg: StudyConfig, seed: int | None = None) -> str:
+    """The no-prior control (the visual ceiling) of ``demo.base``, with ``base.seed = seed`` when given."""
     from unprior.pipeline.config import control_config
     from unprior.world.base import train_base
 
-    ctrl = control_config(cfg.demo.base)
+    base = copy.deepcopy(cfg.demo.base)
+    if seed is not None:
+        base.seed = seed
+    ctrl = control_config(base)
     ctrl.threads = cfg.threads
     return str(train_base(ctrl))
 
@@ -191,17 +194,17 @@ def _train(unit: Unit, console: Any) -> tuple[Path, dict[str, Any]]:
 # ------------------------------------------------------------------------------------------------------ the study
 
 
-def plan_units(cfg: StudyConfig, prepared: dict[int, dict[str, Any]], control: str | None) -> list[Unit]:
-    """Every unit of the study: baselines first (base per seed, control once), then arm × seed."""
+def plan_units(cfg: StudyConfig, prepared: dict[int, dict[str, Any]], controls: dict[int, str]) -> list[Unit]:
+    """Every unit of the study: baselines first (base per seed, the control once or per seed), then arm × seed."""
     common = {"eval_batch_size": cfg.demo.eval_batch_size, "limit": cfg.demo.limit, "threads": cfg.threads,
               "probe": cfg.probe}
     units = []
     if cfg.baselines:
         for seed, p in prepared.items():
             units.append(Unit(f"base-s{seed}", "base", seed, p["world"], p["base"], **common))
-        if control is not None:
-            first = prepared[cfg.seeds[0]]
-            units.append(Unit("control", "control", cfg.seeds[0], first["world"], control, **common))
+        for seed, control in controls.items():
+            name = f"control-s{seed}" if cfg.control_per_seed else "control"
+            units.append(Unit(name, "control", seed, prepared[seed]["world"], control, **common))
     for name, arm in cfg.arms.items():
         for seed in cfg.seeds:
             p = prepared[seed]
@@ -250,11 +253,13 @@ def run_study(cfg: StudyConfig) -> int:
     with ctx.Pool(cfg.workers, initializer=_init_worker, initargs=(cfg.threads,)) as pool:
         # The control's world is derived from demo.base.world: none when the study runs on a given world_dir.
         with_control = cfg.baselines and not cfg.demo.world_dir
-        control = pool.apply_async(prepare_control, (cfg,)) if with_control else None
+        control_seeds = (cfg.seeds if cfg.control_per_seed else cfg.seeds[:1]) if with_control else []
+        control_jobs = {s: pool.apply_async(prepare_control, (cfg, s if cfg.control_per_seed else None))
+                        for s in control_seeds}  # fmt: skip
         jobs = {s: pool.apply_async(prepare_seed, (cfg, s)) for s in cfg.seeds}
         prepared = {s: job.get() for s, job in jobs.items()}
         print(f"prepared {len(prepared)} seeds in {time.perf_counter() - t0:.0f}s", flush=True)
-        units = plan_units(cfg, prepared, control.get() if control is not None else None)
+        units = plan_units(cfg, prepared, {s: job.get() for s, job in control_jobs.items()})
         todo = [u for u in units if not _done(out, u)]
         print(f"{len(units)} units, {len(units) - len(todo)} already done", flush=True)
         failed = []

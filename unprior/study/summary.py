@@ -30,12 +30,14 @@ def derive(results: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, float
     by: dict[str, dict[int, dict[str, float]]] = {}
     for r in results:
         by.setdefault(r["arm"], {})[r["seed"]] = dict(r["metrics"])
-    bases, ceiling = by.get("base", {}), next(iter(by.get("control", {}).values()), {}).get("frontier")
+    bases, controls = by.get("base", {}), by.get("control", {})
+    shared = next(iter(controls.values()), {}).get("frontier") if len(controls) == 1 else None
     for arm, seeds in by.items():
         for seed, m in seeds.items():
             base = bases.get(seed)
             if base is None or arm in ("base", "control"):
                 continue
+            ceiling = controls[seed]["frontier"] if seed in controls else shared  # the seed's own, else the one
             if ceiling is not None and ceiling != base["frontier"]:
                 m["gap_closed"] = (m["frontier"] - base["frontier"]) / (ceiling - base["frontier"])
             m["id_cost"] = base["id"] - m["id"]
