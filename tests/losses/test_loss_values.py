@@ -56,6 +56,24 @@ def test_robust_values():
     assert_close(out.losses, expect([LOG_SIG[1] - 0.125, LOG_SIG[0], LOG_SIG[-1] + 0.125]))
 
 
+def test_cdpo_and_robust_under_flipped_labels():
+    """The label-noise model behind both: a pair is flipped (z -> −z) with probability ε. At z = 1, ε = 0.25:
+    cDPO is the expected DPO loss under flips: 0.75·ℓ(1) + 0.25·ℓ(−1) = 0.75·0.3132617 + 0.25·1.3132617 = 0.5632617.
+    rDPO(z) = [0.75·ℓ(z) − 0.25·ℓ(−z)]/0.5, so rDPO(1) = (0.2349463 − 0.3283154)/0.5 = −0.1867383 and
+    rDPO(−1) = (0.9849463 − 0.0783154)/0.5 = 1.8132617; its expectation under flips is the clean loss:
+    0.75·(−0.1867383) + 0.25·1.8132617 = 0.3132617 = ℓ(1): rDPO is unbiased for ε (Chowdhury et al. 2024)."""
+    ref = (seq([-2.0]), seq([-2.0]))
+    pos, neg = (seq([-1.0]), seq([-3.0]), *ref), (seq([-3.0]), seq([-1.0]), *ref)  # ψ = 2 and −2, z = ±1 at β = 0.5
+    cdpo = cdpo_loss(*pos, beta=0.5, label_smoothing=0.25).losses
+    assert_close(cdpo, expect([0.75 * LOG_SIG[1] + 0.25 * LOG_SIG[-1]]))
+    assert cdpo.item() == pytest.approx(0.5632617, abs=1e-7)
+    robust_pos = robust_dpo_loss(*pos, beta=0.5, label_smoothing=0.25).losses
+    robust_neg = robust_dpo_loss(*neg, beta=0.5, label_smoothing=0.25).losses
+    assert robust_pos.item() == pytest.approx(-0.1867383, abs=1e-7)
+    assert robust_neg.item() == pytest.approx(1.8132617, abs=1e-7)
+    assert_close(0.75 * robust_pos + 0.25 * robust_neg, expect([LOG_SIG[1]]))
+
+
 def test_ipo_values_use_length_averaged_margins():
     """Averaged margins: [1 − (−0.5), 0 − 0, −0.25 − 1] = [1.5, 0, −1.25]; target 1/(2β) = 1;
     losses (1.5 − 1)², (0 − 1)², (−1.25 − 1)² = [0.25, 1, 5.0625]. Rewards stay summed: 0.5·[1, 0, −1]."""

@@ -36,6 +36,21 @@ def test_napo_preset_is_the_paper_configuration(name, original):
     assert (vb.loss, vb.q_mode, vb.margin, vb.alpha, vb.q_formula) == ("napo", "dynamic", "sum", 0.01, "code")
 
 
+@pytest.mark.parametrize(("name", "loss", "options"), [
+    ("cdpo", "cdpo", {"label_smoothing": 0.1}),
+    ("rdpo", "robust", {"label_smoothing": 0.1}),
+    ("napo_fixed_q", "napo", {"q_mode": "fixed", "q": 0.5}),
+])
+def test_noise_baseline_presets_swap_only_the_biased_kinds_loss(name, loss, options):
+    """cDPO / rDPO / fixed-q NaPO: NaPO's Eq. 14 (DPO on the original pair, dynamic γ, β 0.1) with the loss of the
+    two biased kinds replaced, the objectives of the noise study (docs/experiments.md §4)."""
+    cfg, napo = objective_preset(name), objective_preset("napo")
+    original = "error_injection"
+    assert (cfg.beta, cfg.gamma, cfg.kinds[original]) == (napo.beta, napo.gamma, napo.kinds[original])
+    for kind in ("language_bias", "vision_bias"):
+        assert cfg.kinds[kind] == KindConfig(loss=loss, **options)
+
+
 def test_bpo_preset_is_dpo_on_its_two_negative_kinds():
     cfg = objective_preset("bpo")
     assert set(cfg.kinds) == {"image_weakening", "error_injection"}

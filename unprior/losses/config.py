@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from unprior.config import ConfigError, check_choice, check_range, fail
 from unprior.losses.table import LOSSES
@@ -141,6 +141,19 @@ def _napo_fixed(original: str) -> ObjectiveConfig:
     return ObjectiveConfig(kinds=kinds, gamma="fixed")
 
 
+BIASED_KINDS = ("language_bias", "vision_bias")
+"""The kinds whose loss NaPO makes noise-robust (Eq. 14); the baselines below swap the loss of these two only."""
+NOISE_EPS = 0.1
+"""ε of the cdpo and rdpo presets: not tuned to a noise rate, which a user does not know (docs/experiments.md §4)."""
+
+
+def _napo_swapped(**biased: Any) -> ObjectiveConfig:
+    """NaPO's Eq. 14 (DPO on the original pair, dynamic γ) with ``KindConfig(**biased)`` on both biased kinds."""
+    kinds = _napo_kinds(ORIGINAL_ROLE)
+    kinds.update({name: KindConfig(**biased) for name in BIASED_KINDS})
+    return ObjectiveConfig(kinds=kinds, gamma="dynamic")
+
+
 PRESETS: dict[str, Callable[[], ObjectiveConfig]] = {
     "dpo": lambda: ObjectiveConfig(kinds={ORIGINAL_ROLE: KindConfig(loss="dpo")}),
     "dpo_original": lambda: ObjectiveConfig(kinds={"original": KindConfig(loss="dpo")}),
@@ -150,6 +163,9 @@ PRESETS: dict[str, Callable[[], ObjectiveConfig]] = {
     "napo": lambda: ObjectiveConfig(kinds=_napo_kinds(ORIGINAL_ROLE), gamma="dynamic"),
     "napo_original": lambda: ObjectiveConfig(kinds=_napo_kinds("original"), gamma="dynamic"),
     "napo_fixed": lambda: _napo_fixed(ORIGINAL_ROLE),
+    "napo_fixed_q": lambda: _napo_swapped(loss="napo", q_mode="fixed", q=0.5),
+    "cdpo": lambda: _napo_swapped(loss="cdpo", label_smoothing=NOISE_EPS),
+    "rdpo": lambda: _napo_swapped(loss="robust", label_smoothing=NOISE_EPS),
     "mdpo": lambda: ObjectiveConfig(
         kinds={ORIGINAL_ROLE: KindConfig(loss="dpo")}, conditional_weight=1.0, anchor_weight=1.0
     ),
@@ -169,6 +185,9 @@ def objective_preset(name: str) -> ObjectiveConfig:
       dynamic q from ψ_μ, α = 0.5; NaPO on ``vision_bias`` with dynamic q from ψ_Σ, α = 0.01; β = 0.1; dynamic γ
       (Eq. 13).
     - ``napo_fixed``: as ``napo`` with the fixed weights 0.04 / 0.48 / 0.48 of the official code's later runs.
+    - ``napo_fixed_q``: as ``napo`` with a fixed q = 0.5 on both biased kinds instead of Eq. 12's dynamic q.
+    - ``cdpo`` / ``rdpo``: as ``napo`` with conservative DPO (Mitchell 2023) / robust DPO (Chowdhury et al. 2024) at
+      ε = 0.1 on both biased kinds instead of the NaPO loss: the label-noise baselines.
     - ``mdpo``: DPO plus mDPO's conditional image term and anchor, weight 1 each (NaPO's strongest baseline).
 
     Args:

@@ -1,18 +1,26 @@
-"""``unprior pairs noise``: mix a known share of noisy negatives into a pairs file, to measure robustness.
+"""``unprior pairs noise``: mix a known share of noisy pairs into a pairs file, to measure robustness.
 
-A *noisy* negative is one that is in fact correct: the pair says "prefer the chosen answer over this one" although
-both are right. NaPO (arXiv 2503.17928, §3.2 and Fig. 4) attributes the noise of automatically built negatives to
-exactly this: a language- or vision-biased answer that happens to be fine. In a real pairs file such negatives are
-mixed in at an unknown rate; here they are planted at a known rate, so a loss's robustness can be measured.
+Real preference data is noisy in two ways, and each mode plants one at a known rate:
 
-A planted negative must differ from the chosen answer: a negative identical to the chosen answer is dropped by the
-pairs filters, and would carry no gradient through any pairwise loss anyway (the chosen and rejected log-probs
-cancel). So a planted negative is a *correct rewrite* of the chosen answer (:data:`REWRITES`): for the embedded
-world, the same objects and colours in another order or another sentence form, built from the row's metadata.
+- **A correct negative** (``mode=rewrite``, ``mode=same_form``): the pair says "prefer the chosen answer over this
+  one" although both are right. NaPO (arXiv 2503.17928, §3.2 and Fig. 4) attributes the noise of automatically built
+  negatives to exactly this: a language- or vision-biased answer that happens to be fine.
+- **A flipped pair** (``mode=flip``): the preference is reversed, the wrong answer is "chosen" and the right one
+  rejected. This is the label-noise model of conservative DPO (Mitchell 2023) and robust DPO (Chowdhury et al.
+  2024, arXiv 2403.00409, §3: each preference flipped with probability ε).
 
-``rate`` is the share of the negatives of ``kinds`` that are replaced; the replaced negatives keep their kind (so an
-objective treats them like the rest) and record ``{"noise": ...}`` in their provenance. The output is a new pairs
-file (the input is never touched) plus ``noise.json`` beside it with the counts.
+A planted correct negative must differ from the chosen answer: a negative identical to the chosen answer is dropped
+by the pairs filters, and would carry no gradient through any pairwise loss anyway (the chosen and rejected
+log-probs cancel). ``rewrite`` plants a *correct rewrite in another form* (:data:`REWRITES`; for the embedded world
+"It is red." for "The apple is red."). Such a negative is easy to push down without touching the chosen answer's
+form (docs/experiments.md §4). ``same_form`` plants *another valid phrasing of the chosen answer* from the same
+template family: the same content in the same form class ("That apple is red." for "The apple is red."), which
+needs a world built with ``phrasings`` ≥ 2 (:mod:`unprior.world.phrasings`).
+
+``rate`` is the share of the negatives of ``kinds`` that are noised, per kind. Replaced negatives keep their kind
+(so an objective treats them like the rest) and record ``{"noise": ...}`` in their provenance. A flipped pair is
+written as a row of its own (:func:`flip_pairs`). The output is a new pairs file (the input is never touched) plus
+``noise.json`` beside it with the counts.
 """
 
 from __future__ import annotations
@@ -25,9 +33,15 @@ from typing import Any
 
 import numpy as np
 
-from unprior.config import check_range, fail
+from unprior.config import check_choice, check_range, fail
 from unprior.io import write_json
+from unprior.pairs.rules import stable_seed
 from unprior.pairs.schema import NEGATIVE_KINDS, Negative, PairRow, pairs_metadata, read_pairs, write_pairs
+from unprior.world.phrasings import answer_from_meta
+
+MODES = ("rewrite", "same_form", "flip")
+Slot = tuple[int, int]
+"""(row index, negative index) of one negative."""
 
 
 def _article(word: str) -> str:
@@ -65,28 +79,51 @@ REWRITES: dict[str, Callable[[PairRow], str | None]] = {"world": world_rewrite}
 """Name -> a function giving a correct answer different from the chosen one (None: the row cannot be noised)."""
 
 
+def world_same_form(row: PairRow, seed: int) -> str | None:
+    """Another valid phrasing of a world row's chosen answer (same content, same template family), or None.
+
+    The row must come from a world built with ``phrasings`` ≥ 2 (its meta records ``phrasing`` and ``phrasings``)
+    and its chosen answer must be the world's own answer in that phrasing. The other phrasing is drawn uniformly
+    among the world's remaining ones, seeded by ``seed`` and the row id.
+    """
+    meta, n, k = row.meta, row.meta.get("phrasings"), row.meta.get("phrasing")
+    if not isinstance(n, int) or not isinstance(k, int) or n < 2 or not 0 <= k < n:
+        return None
+    task = str(meta.get("task"))
+    if answer_from_meta(task, meta, k) != row.chosen:
+        return None
+    others = [j for j in range(n) if j != k]
+    j = others[int(np.random.default_rng(stable_seed(seed, "same_form", row.id)).integers(len(others)))]
+    return answer_from_meta(task, meta, j)
+
+
 @dataclass
 class NoiseConfig:
-    """Replace a share of the negatives of some kinds with correct rewrites of the chosen answer."""
+    """Plant a known share of noisy pairs: correct negatives (in another form or the same form), or flipped pairs."""
 
     pairs: str = ""
     """Input pairs file (.parquet or .jsonl)."""
     out: str = ""
     """Output pairs file (.parquet or .jsonl); ``noise.json`` with the counts is written beside it."""
+    mode: str = "rewrite"
+    """rewrite: replace negatives with correct answers in another form (``rewrite``). same_form: replace them with
+    another valid phrasing of the chosen answer (a world built with phrasings >= 2). flip: swap chosen and rejected
+    (the label noise of cDPO / rDPO); each flipped pair becomes a row of its own."""
     rate: float = 0.3
-    """Share of the negatives of ``kinds`` to replace, in [0, 1)."""
+    """Share of the negatives of ``kinds`` to noise (replace or flip), per kind, in [0, 1)."""
     kinds: list[str] = field(default_factory=lambda: ["language_bias", "vision_bias"])
     """Negative kinds that receive noise (NaPO's biased kinds by default; the original pair stays clean)."""
     rewrite: str = "world"
-    """How a correct answer is built: a key of ``unprior.pairs.noise.REWRITES``."""
+    """mode=rewrite: how a correct answer is built, a key of ``unprior.pairs.noise.REWRITES``."""
     seed: int = 0
-    """Seed of which negatives are replaced."""
+    """Seed of which negatives are noised (and, for same_form, of which other phrasing is planted)."""
 
     def validate(self) -> None:
         if not self.pairs or not self.out:
             fail("pairs" if not self.pairs else "out", "set the input and output pairs files")
         if Path(self.pairs).resolve() == Path(self.out).resolve():
             fail("out", "must differ from the input pairs file")
+        check_choice(self, "mode", MODES)
         check_range(self, "rate", 0.0, 0.999)
         bad = [k for k in self.kinds if k not in NEGATIVE_KINDS]
         if not self.kinds or bad:
@@ -95,41 +132,127 @@ class NoiseConfig:
             fail("rewrite", f"unknown rewrite {self.rewrite!r}; known: {', '.join(REWRITES)}")
 
 
-def plant_noise(rows: list[PairRow], rate: float, kinds: list[str], rewrite: Callable[[PairRow], str | None],
-                seed: int) -> tuple[list[PairRow], dict[str, Any]]:
-    """``rows`` with ``round(rate · n_k)`` negatives of each kind k replaced by correct rewrites.
+def _draw_slots(rows: list[PairRow], rate: float, kinds: list[str], eligible: list[bool],
+                seed: int) -> tuple[set[Slot], Counter[str]]:
+    """``round(rate · n_k)`` negatives of each kind k, drawn uniformly among those of eligible rows.
 
-    The replaced negatives are drawn uniformly among those of rows that have a rewrite; when fewer than needed have
-    one, this fails rather than plant a lower rate than asked.
+    Returns the drawn slots and the number of negatives of each kind. Fails rather than noise a lower rate than
+    asked when too few negatives belong to eligible rows.
     """
     rng = np.random.default_rng(seed)
-    alternatives = [rewrite(r) for r in rows]
-    slots: dict[str, list[tuple[int, int]]] = {k: [] for k in kinds}
+    slots: dict[str, list[Slot]] = {k: [] for k in kinds}
     totals: Counter[str] = Counter()
     for i, row in enumerate(rows):
         for j, neg in enumerate(row.negatives):
             if neg.kind in slots:
                 totals[neg.kind] += 1
-                if alternatives[i] is not None:
+                if eligible[i]:
                     slots[neg.kind].append((i, j))
-    chosen: set[tuple[int, int]] = set()
+    chosen: set[Slot] = set()
     for kind in kinds:
         need = round(rate * totals[kind])
         if need > len(slots[kind]):
-            raise ValueError(f"rate {rate}: {need} {kind} negatives must be replaced but only {len(slots[kind])} "
-                             f"of {totals[kind]} belong to rows with a correct rewrite")
+            raise ValueError(f"rate {rate}: {need} {kind} negatives must be noised but only {len(slots[kind])} "
+                             f"of {totals[kind]} belong to rows with a correct alternative")
         picked = rng.choice(len(slots[kind]), size=need, replace=False) if need else []
         chosen.update(slots[kind][p] for p in picked)
+    return chosen, totals
+
+
+def _summary(rows: list[PairRow], chosen: set[Slot], totals: Counter[str], rate: float, kinds: list[str],
+             seed: int) -> dict[str, Any]:
+    planted = Counter(rows[i].negatives[j].kind for i, j in chosen)
+    return {"rate": rate, "kinds": kinds, "seed": seed,
+            "negatives": {k: totals[k] for k in kinds}, "replaced": {k: planted[k] for k in kinds},
+            "realised_rate": {k: planted[k] / totals[k] if totals[k] else 0.0 for k in kinds}}
+
+
+def plant_noise(rows: list[PairRow], rate: float, kinds: list[str], rewrite: Callable[[PairRow], str | None],
+                seed: int, label: str = "correct_rewrite") -> tuple[list[PairRow], dict[str, Any]]:
+    """``rows`` with ``round(rate · n_k)`` negatives of each kind k replaced by correct answers.
+
+    Args:
+        rows: The pairs.
+        rate: Share of each kind's negatives to replace.
+        kinds: The kinds that receive noise.
+        rewrite: A row's correct answer that differs from its chosen one, or None (the row cannot be noised).
+        seed: Seed of the draw.
+        label: The ``noise`` value recorded in a replaced negative's provenance.
+
+    Returns:
+        The noised rows (same order, same count) and the counts (``replaced``, ``realised_rate`` per kind).
+    """
+    alternatives = [rewrite(r) for r in rows]
+    chosen, totals = _draw_slots(rows, rate, kinds, [a is not None for a in alternatives], seed)
     out = []
     for i, row in enumerate(rows):
-        negatives = [Negative(alternatives[i], neg.kind, {"noise": "correct_rewrite", "replaced": neg.text})
+        negatives = [Negative(alternatives[i], neg.kind, {"noise": label, "replaced": neg.text})
                      if (i, j) in chosen else neg for j, neg in enumerate(row.negatives)]
         out.append(PairRow(row.id, row.image, row.prompt, row.chosen, negatives, row.meta))
-    planted = Counter(rows[i].negatives[j].kind for i, j in chosen)
-    summary = {"rate": rate, "kinds": kinds, "seed": seed,
-               "negatives": {k: totals[k] for k in kinds}, "replaced": {k: planted[k] for k in kinds},
-               "realised_rate": {k: planted[k] / totals[k] if totals[k] else 0.0 for k in kinds}}
-    return out, summary
+    return out, _summary(rows, chosen, totals, rate, kinds, seed)
+
+
+def same_form_noise(rows: list[PairRow], rate: float, kinds: list[str], seed: int,
+                    ) -> tuple[list[PairRow], dict[str, Any]]:
+    """:func:`plant_noise` with :func:`world_same_form`: the planted negatives are other phrasings of the chosen.
+
+    Raises:
+        ValueError: when no row records two or more phrasings (the world was built with ``phrasings=1``), or when
+            too few rows can reach the rate.
+    """
+    if rate > 0 and not any(isinstance(r.meta.get("phrasings"), int) and r.meta["phrasings"] >= 2 for r in rows):
+        raise ValueError("mode=same_form needs pairs from a world built with phrasings >= 2 (rows record "
+                         "meta.phrasing); none of these rows does. Rebuild the world with `unprior world build "
+                         "phrasings=3` (or world.phrasings=3) and generate the pairs again")
+    return plant_noise(rows, rate, kinds, lambda row: world_same_form(row, seed), seed, label="same_form")
+
+
+def _flipped_row(row: PairRow, j: int) -> PairRow:
+    """The pair (chosen, negative j) of ``row`` reversed, as a row of its own with only that kind."""
+    neg = row.negatives[j]
+    provenance = {"noise": "flip", "source_row": row.id, "chosen_provenance": neg.provenance}
+    truth = Negative(row.chosen, neg.kind, provenance)
+    return PairRow(f"{row.id}-flip{j}", row.image, row.prompt, neg.text, [truth], row.meta)
+
+
+def flip_pairs(rows: list[PairRow], rate: float, kinds: list[str], seed: int) -> tuple[list[PairRow], dict[str, Any]]:
+    """Reverse ``round(rate · n_k)`` pairs of each kind k: the negative becomes chosen, the chosen answer its negative.
+
+    The schema has one chosen answer per row, shared by all its negatives (Eq. 14 shares y_w across kinds), so a
+    flipped pair cannot stay in its row. It is written as a new row right after it (id ``<id>-flip<j>``, the same
+    image, prompt and meta) whose chosen answer is the wrong one and whose only negative, of the same kind, is the
+    true answer, with provenance ``{"noise": "flip", "source_row", "chosen_provenance"}``. The source row keeps its
+    other negatives; a source row left with none is dropped, so for a file with one negative per row a flip is
+    exactly a swapped row. The trainer then sees a flipped pair as a row where only that kind is present (the
+    others masked). An SFT anchor also trains on its chosen answer, the wrong one, as it would on a real file with
+    flipped labels.
+
+    Returns:
+        The rows and the counts (``replaced`` = flipped pairs per kind, ``rows_added``, ``rows_dropped``).
+    """
+    chosen, totals = _draw_slots(rows, rate, kinds, [True] * len(rows), seed)
+    out: list[PairRow] = []
+    dropped = 0
+    for i, row in enumerate(rows):
+        kept = [neg for j, neg in enumerate(row.negatives) if (i, j) not in chosen]
+        if kept or not row.negatives:
+            out.append(row if len(kept) == len(row.negatives) else
+                       PairRow(row.id, row.image, row.prompt, row.chosen, kept, row.meta))
+        else:
+            dropped += 1
+        out += [_flipped_row(row, j) for j in range(len(row.negatives)) if (i, j) in chosen]
+    summary = _summary(rows, chosen, totals, rate, kinds, seed)
+    return out, {**summary, "rows_added": len(chosen), "rows_dropped": dropped}
+
+
+def noise_rows(rows: list[PairRow], cfg: NoiseConfig) -> tuple[list[PairRow], dict[str, Any]]:
+    """The rows noised as ``cfg.mode`` asks, and the counts."""
+    kinds = list(cfg.kinds)
+    if cfg.mode == "flip":
+        return flip_pairs(rows, cfg.rate, kinds, cfg.seed)
+    if cfg.mode == "same_form":
+        return same_form_noise(rows, cfg.rate, kinds, cfg.seed)
+    return plant_noise(rows, cfg.rate, kinds, REWRITES[cfg.rewrite], cfg.seed)
 
 
 def inject_noise(cfg: NoiseConfig) -> dict[str, Any]:
@@ -137,19 +260,22 @@ def inject_noise(cfg: NoiseConfig) -> dict[str, Any]:
     cfg.validate()
     root = pairs_metadata(cfg.pairs).get("image_root") if cfg.pairs.endswith(".parquet") else None
     rows = read_pairs(cfg.pairs)
-    noised, summary = plant_noise(rows, cfg.rate, list(cfg.kinds), REWRITES[cfg.rewrite], cfg.seed)
+    noised, summary = noise_rows(rows, cfg)
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_pairs(noised, out, image_root=root if root is not None else Path(cfg.pairs).parent)
-    summary = {"source": str(cfg.pairs), "rewrite": cfg.rewrite, **summary}
+    how = {"rewrite": cfg.rewrite} if cfg.mode == "rewrite" else {}
+    summary = {"source": str(cfg.pairs), "mode": cfg.mode, **how, **summary,
+               "rows": {"in": len(rows), "out": len(noised)}}
     write_json(out.with_name("noise.json"), summary)
     return summary
 
 
 def run_noise(cfg: NoiseConfig) -> int:
     summary = inject_noise(cfg)
+    verb = "flipped" if cfg.mode == "flip" else "replaced"
     for kind in summary["kinds"]:
-        print(f"{kind}: replaced {summary['replaced'][kind]} of {summary['negatives'][kind]} negatives "
+        print(f"{kind}: {verb} {summary['replaced'][kind]} of {summary['negatives'][kind]} pairs "
               f"({summary['realised_rate'][kind]:.1%})")
-    print(f"wrote {cfg.out}")
+    print(f"wrote {cfg.out} ({summary['rows']['out']} rows from {summary['rows']['in']})")
     return 0
