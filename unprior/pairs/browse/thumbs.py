@@ -84,6 +84,9 @@ class Thumbnailer:
         spec = _perturbation(provenance)
         if spec is None:
             return Thumb(None, "the provenance records no perturbation, params and seed: nothing to regenerate")
+        original = self.original(ref)  # checks the image once for all its weakened versions
+        if original.src is None:
+            return original
         key = _key(ref) + "|" + json.dumps(spec, sort_keys=True)
         if key not in self.done:
             self.done[key] = self._write(key, ref, spec)
@@ -91,7 +94,8 @@ class Thumbnailer:
 
     def _write(self, key: str, ref: ImageRef, spec: tuple[str, dict[str, Any], int, str] | None) -> Thumb:
         try:
-            check_image(ref, self.max_pixels)
+            if spec is None:
+                check_image(ref, self.max_pixels)
             image = _weaken(ref, spec) if spec else _decode(ref, self.size)
         except RowProblem as e:
             self.counts[e.reason] += 1
