@@ -73,7 +73,7 @@ COMMANDS: dict[str, Command] = {
     "pairs noise": Command(
         "unprior.pairs.noise:NoiseConfig",
         "unprior.pairs.noise:run_noise",
-        "Plant a known share of noisy (in fact correct) negatives in a pairs file, to measure a loss's robustness.",
+        "Plant a known share of noisy pairs (correct negatives or flipped pairs) in a pairs file, to test robustness.",
     ),
     "pairs browse": Command(
         "unprior.pairs.browse.config:BrowseConfig",
