@@ -62,6 +62,9 @@ def test_report_folder_structure(demo_runs):
         assert LABELS[m] in logs[0]  # the printed table
     for title in ("Methods", "SFT anchor", "Pairs", "Noise report", "Reproduce", "napo_q_gamma.png"):
         assert title in report, title
+    assert "[browse/index.html](browse/index.html)" in report and (out / "browse" / "index.html").is_file()
+    browse = json.loads((out / "browse" / "manifest.json").read_text())  # the pair browser, with margins
+    assert browse["rows"] == results["pairs"]["summary"]["rows"] and browse["score"]["entry"] == results["reference"]
 
 
 def test_napo_metrics_hold_q_and_gamma(demo_runs):

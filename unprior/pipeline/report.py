@@ -159,6 +159,9 @@ def write_markdown(d: Demo, methods: list[str], cols, values, figures: dict[str,
         + "; negatives dropped by the filters (kind/reason): "
         + ", ".join(f"{k} {v}" for k, v in sorted(counts.get("filters", {}).get("dropped_by_kind", {}).items())),
         "",
+        "Every pair, with its image, weakened images, negatives and reference margins (filters, search, histograms "
+        "per kind; `unprior pairs browse`): [browse/index.html](browse/index.html).",
+        "",
         "## Noise report (reference margins, NaPO Fig. 4)",
         "",
         *_noise_lines(d),
@@ -191,6 +194,7 @@ def write_markdown(d: Demo, methods: list[str], cols, values, figures: dict[str,
 
 def step_report(d: Demo) -> None:
     from unprior.eval.compare import bar_chart
+    from unprior.pairs.browse import BrowseConfig, write_browser
 
     methods, cols, values = results_table(d)
     print_table(d, methods, cols, values)
@@ -219,6 +223,8 @@ def step_report(d: Demo) -> None:
         "cached": d.cached,
         "config": to_dict(d.cfg),
     })
+    write_browser(BrowseConfig(pairs=str(d.pairs_file), score=str(d.reference), out=str(d.out / "browse"),
+                               title="unprior demo: pairs and reference margins", overwrite=True))
     write_markdown(d, methods, cols, values, figures)
-    d.log(f"report: {d.out / 'report.md'} (results.json, {', '.join(sorted(figures.values()))})")
+    d.log(f"report: {d.out / 'report.md'} (results.json, browse/index.html, {', '.join(sorted(figures.values()))})")
 

@@ -303,7 +303,7 @@
         hit.addEventListener("click", () => selectRange(bins.lo + b * step, bins.lo + (b + 1) * step));
         plot.appendChild(hit);
       });
-      plot.appendChild(svg("text", { x: PAD, y: 9 })).textContent = "max " + top;
+      plot.appendChild(svg("text", { x: W - PAD, y: 9, "text-anchor": "end" })).textContent = "max " + top;
       if (bins.lo < 0 && bins.hi > 0) plot.appendChild(svg("line", { class: "zero", x1: x(0), x2: x(0), y1: 0, y2: H - PAD }));
       for (const [v, anchor] of [[bins.lo, "start"], [bins.hi, "end"]]) {
         plot.appendChild(svg("text", { x: x(v), y: H - 2, "text-anchor": anchor })).textContent = fmt(v, 2);
