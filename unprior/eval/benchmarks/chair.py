@@ -275,8 +275,8 @@ class ChairOptions:
     synonyms: Literal["lisaanne", "refine"] = "lisaanne"
     """Word list: the original CHAIR list, or the RLHF-V/RLAIF-V refined list."""
     lemmatizer: Lemmatizer = "singularize"
-    """Token pipeline: `singularize` (nltk tokens + pattern.singularize, the original CHAIR code, as in published
-    tables) or `wordnet` (WordNet noun lemmas on an approximate tokenizer, the scorer before chair-v2)."""
+    """Token pipeline: `singularize` (nltk.word_tokenize + pattern.singularize, exactly as the original CHAIR code) or
+    `wordnet` (WordNet noun lemmas on an approximate tokenizer: RLAIF-V's lemmatizer, the scorer before chair-v2)."""
     ground_truth: str = ""
     """Compact per-image ground-truth file (built by build_ground_truth_file, or written by a previous run)."""
     coco_annotations: str = ""
@@ -376,7 +376,7 @@ class Chair(Benchmark):
 
     def provenance(self) -> dict[str, Any]:
         tokenizer_version, lemmatizer_version = PIPELINES[self.lemmatizer]
-        deviation = {"singularize": "none: nltk.word_tokenize and pattern.singularize re-implemented offline (docs)",
+        deviation = {"singularize": "none (nltk.word_tokenize and pattern.singularize re-implemented offline; docs)",
                      "wordnet": "offline Treebank-style tokenizer instead of nltk.word_tokenize (see docs)"}
         return {"synonyms": self.options.synonyms, "lemmatizer": self.lemmatizer, "tokenizer": tokenizer_version,
                 "lemmatizer_version": lemmatizer_version, "extraction": "rule",
