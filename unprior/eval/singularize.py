@@ -31,6 +31,7 @@ neither). Word lists and rule order are pattern 3.6's; pattern 2.6 differs only 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 
 def _words(text: str) -> list[str]:
@@ -119,6 +120,7 @@ def _by_rule(word: str) -> str:
     return word
 
 
+@lru_cache(maxsize=1 << 16)
 def singularize(word: str) -> str:
     """The singular of ``word`` exactly as ``pattern.en.singularize(word)`` (pattern 3.6) returns it.
 
