@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from unprior.config import check_range, fail, to_dict
+from unprior.config import check_choice, check_range, fail, to_dict
 from unprior.losses.config import ObjectiveConfig
 from unprior.pipeline.config import DemoConfig
 
@@ -41,7 +41,10 @@ class ArmConfig:
     pool: str = "balanced"
     """Which of the study's ``pools`` the pairs come from."""
     noise: float = 0.0
-    """Share of the ``noise_kinds`` negatives replaced by correct rewrites (``unprior pairs noise``)."""
+    """Share of the ``noise_kinds`` negatives noised (``unprior pairs noise``), as ``noise_mode`` says."""
+    noise_mode: str = "rewrite"
+    """``rewrite``: replaced by a correct answer of another form; ``same_form``: by another valid phrasing of the
+    chosen answer (needs ``demo.base.world.phrasings`` ≥ 2); ``flip``: the pair is reversed (cDPO/rDPO's noise)."""
     train: dict[str, Any] = field(default_factory=dict)
     """Overrides of the arm's ``unprior train`` config, e.g. ``{train_vision: true}`` or ``{max_steps: 600}``."""
     group: str = ""
@@ -51,6 +54,7 @@ class ArmConfig:
 
     def validate(self) -> None:
         check_range(self, "noise", 0.0, 0.999)
+        check_choice(self, "noise_mode", ("rewrite", "same_form", "flip"))
         from unprior.train.config import TrainConfig
 
         known = {f.name for f in dataclasses.fields(TrainConfig)}

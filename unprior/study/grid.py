@@ -29,8 +29,14 @@ def _demo_for(cfg: StudyConfig, seed: int, share: float | None) -> DemoConfig:
     return d
 
 
-def _noise_tag(rate: float, kinds: list[str]) -> str:
-    return f"noise-{rate:g}-{'+'.join(sorted(kinds))}"
+def _noise_tag(rate: float, kinds: list[str], mode: str = "rewrite") -> str:
+    """Folder name of a noised pairs file (``rewrite`` keeps the first study's names, so its caches stay valid)."""
+    return f"noise-{rate:g}-{'+'.join(sorted(kinds))}" + ("" if mode == "rewrite" else f"-{mode}")
+
+
+def noise_key(rate: float, mode: str) -> str:
+    """Key of a pool's pairs files: ``"clean"`` or ``"<mode>:<rate>"``."""
+    return "clean" if rate == 0 else f"{mode}:{rate:g}"
 
 
 def prepare_seed(cfg: StudyConfig, seed: int) -> dict[str, Any]:
@@ -42,8 +48,8 @@ def prepare_seed(cfg: StudyConfig, seed: int) -> dict[str, Any]:
     from unprior.score.reference import ensure_reference
 
     out: dict[str, Any] = {"seed": seed, "pairs": {}}
-    used = {(a.pool, a.noise) for a in cfg.arms.values()}
-    for pool in sorted({p for p, _ in used}):
+    used = {(a.pool, a.noise, a.noise_mode) for a in cfg.arms.values()}
+    for pool in sorted({p for p, _, _ in used}):
         dcfg = _demo_for(cfg, seed, cfg.pools[pool])
         d = Demo(dcfg, Console(file=sys.stdout, width=120), demo_cache("study-prep", f"s{seed}-{pool}"))
         (d.out / "configs").mkdir(parents=True, exist_ok=True)
@@ -52,16 +58,16 @@ def prepare_seed(cfg: StudyConfig, seed: int) -> dict[str, Any]:
         step_pairs(d)
         step_score(d)
         out["world"], out["base"] = str(d.world), str(d.models["base"])
-        files = {0.0: str(d.pairs_file)}
-        for rate in sorted(r for p, r in used if p == pool and r > 0):
-            noisy = d.pairs_file.parent / f"{_noise_tag(rate, cfg.noise_kinds)}-s{seed}" / "pairs.parquet"
+        files = {"clean": str(d.pairs_file)}
+        for rate, mode in sorted((r, m) for p, r, m in used if p == pool and r > 0):
+            noisy = d.pairs_file.parent / f"{_noise_tag(rate, cfg.noise_kinds, mode)}-s{seed}" / "pairs.parquet"
             if not noisy.is_file():
-                inject_noise(NoiseConfig(pairs=str(d.pairs_file), out=str(noisy), rate=rate,
+                inject_noise(NoiseConfig(pairs=str(d.pairs_file), out=str(noisy), rate=rate, mode=mode,
                                          kinds=list(cfg.noise_kinds), seed=seed))
             score = score_config(d)
             score.pairs = str(noisy)
             ensure_reference(score, log=print)
-            files[rate] = str(noisy)
+            files[noise_key(rate, mode)] = str(noisy)
         out["pairs"][pool] = files
     return out
 
@@ -170,6 +176,9 @@ def run_unit(unit: Unit, log_dir: str) -> dict[str, Any]:
 
         acc = probe_model(ProbeConfig(models=[str(model)], world_dir=unit.world), str(model))
         metrics["probe_cf"], metrics["probe_id"] = acc["test_cf"], acc["test_id"]
+        if unit.arm in ("base", "control"):  # the tower itself (the same tower in every arm of the seed)
+            acc = probe_model(ProbeConfig(models=[str(model)], world_dir=unit.world, features="tower"), str(model))
+            metrics["tower_probe_cf"], metrics["tower_probe_id"] = acc["test_cf"], acc["test_id"]
     return {"name": unit.name, "arm": unit.arm, "seed": unit.seed, "key": unit.key, "model": str(model),
             "pairs": unit.pairs, "metrics": metrics, "train": train_info, "eval_dirs": entry["dirs"],
             "seconds": round(time.perf_counter() - start, 1)}
@@ -208,7 +217,7 @@ def plan_units(cfg: StudyConfig, prepared: dict[int, dict[str, Any]], controls: 
     for name, arm in cfg.arms.items():
         for seed in cfg.seeds:
             p = prepared[seed]
-            pairs = p["pairs"][arm.pool][arm.noise]
+            pairs = p["pairs"][arm.pool][noise_key(arm.noise, arm.noise_mode)]
             train = train_config_for(cfg, arm, seed, p["base"], pairs)
             units.append(Unit(f"{name}-s{seed}", name, seed, p["world"], p["base"], pairs, train, **common))
     return units

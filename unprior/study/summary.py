@@ -91,11 +91,28 @@ def write_summary(cfg: StudyConfig, results: list[dict[str, Any]], out: Path) ->
     summary = {"columns": {k: {"title": t, "higher_is_better": hi} for k, (t, hi) in columns.items()},
                "arms": {a: {"label": label[a], "seeds": {str(s): m for s, m in by[a].items()},
                             "mean": {k: mean_std(v)[0] for k, v in table[a].items() if v},
-                            "std": {k: mean_std(v)[1] for k, v in table[a].items() if v}} for a in order},
+                            "std": {k: mean_std(v)[1] for k, v in table[a].items() if v},
+                            "cf_at_id_90": _mean(table[a]["frontier"]),
+                            "gap_closed": _mean(table[a]["gap_closed"])} for a in order},
                "comparisons": comparisons, "noise_pivot": {g: {str(r): v for r, v in c.items()}
-                                                           for g, c in pivot.items()}}
+                                                           for g, c in pivot.items()},
+               **_tower_probe(by)}
     write_json(out / "summary.json", summary)
     return summary
+
+
+def _mean(values: list[float]) -> float | None:
+    return mean_std(values)[0] if values else None
+
+
+def _tower_probe(by: dict[str, dict[int, dict[str, float]]]) -> dict[str, float]:
+    """Mean colour probe of the vision tower over the seeds' base models (present when the study probes)."""
+    out = {}
+    for key in ("tower_probe_cf", "tower_probe_id"):
+        values = [m[key] for m in by.get("base", {}).values() if m.get(key) is not None]
+        if values:
+            out[key] = mean_std(values)[0]
+    return out
 
 
 def _comparisons(cfg: StudyConfig, by: dict[str, dict[int, dict[str, float]]]) -> list[dict[str, Any]]:
