@@ -20,8 +20,10 @@ uses. Thread count also changes summation order; it is part of the signature.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
@@ -76,3 +78,17 @@ def numerics_signature(threads: int | None = None) -> dict[str, Any]:
         "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "auto"),
         "threads": threads or torch.get_num_threads(),
     }
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch (OpenMP/MKL) threads, then restore the previous count; ``n = 0`` keeps it."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -171,7 +171,7 @@ def run_unit(unit: Unit, log_dir: str) -> dict[str, Any]:
         entry, _ = evaluate_model(Path(unit.world), model, unit.name, limit=unit.limit or None,
                                   batch_size=unit.eval_batch_size, frontier=True, console=console, log=console.print)
     metrics = {short: entry[run]["metrics"].get(metric) for short, (run, metric, _, _) in METRICS.items()}
-    if unit.probe:
+    if unit.probe or unit.arm in ("base", "control"):  # the baselines always: the tower probe is the study's
         from unprior.world.probe import ProbeConfig, probe_model
 
         acc = probe_model(ProbeConfig(models=[str(model)], world_dir=unit.world), str(model))

@@ -56,6 +56,7 @@ def corpus_config(world, images: int):
     corpus.prior_strength = NO_PRIOR
     corpus.n_train = images
     corpus.n_test = 1
+    corpus.phrasings = 1  # the answers' wording is not the encoder's business: one corpus for every phrasing
     corpus.seed = world.seed + CORPUS_SEED_OFFSET
     corpus.out = ""
     corpus.overwrite = False
