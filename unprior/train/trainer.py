@@ -134,6 +134,7 @@ def setup(cfg: TrainConfig) -> Run:
 
     # 6. accelerate.prepare; checkpoints hold only trainable weights; resume from the newest complete checkpoint.
     scorer, optimizer, scheduler = accelerator.prepare(scorer, optimizer, scheduler)
+    _fsdp2_unsharded_backward(accelerator, scorer, optimizer)
     accelerator.register_save_state_pre_hook(trainable_only)
     start = _resume(cfg, accelerator, out, log)
     tracker = None
@@ -198,14 +199,45 @@ def _grad_clipper(run: Run):
 
     Without FSDP, DeepSpeed, XLA or a gradient scaler, accelerate's ``clip_grad_norm_`` is plain
     ``torch.nn.utils.clip_grad_norm_`` after walking the parameters and checking their gradient types; the list of
-    trainable parameters is fixed, so it is collected once here. Otherwise accelerate's own clipping is used.
+    trainable parameters is fixed, so it is collected once here. Otherwise accelerate's own clipping is used; under
+    FSDP2 on the optimizer's (sharded) parameters, since with the shared prefix the layers still hold their unsharded
+    parameters, whose gradients were reduce-scattered away, when clipping runs (:func:`_fsdp2_unsharded_backward`).
     """
     acc, max_norm = run.accelerator, run.cfg.max_grad_norm
     plain = acc.distributed_type in (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
+    if acc.is_fsdp2:  # the sharded parameters the optimizer steps (layers may still hold unsharded ones)
+        sharded = [p for group in run.optimizer.param_groups for p in group["params"]]
+        return lambda: acc.clip_grad_norm_(sharded, max_norm)
     if not plain or acc.scaler is not None or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
         return lambda: acc.clip_grad_norm_(run.scorer.parameters(), max_norm)
     params = [p for p in run.scorer.parameters() if p.requires_grad]
     return lambda: torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+
+
+def _fsdp2_unsharded_backward(accelerator: Accelerator, scorer: torch.nn.Module, optimizer: Any) -> None:
+    """FSDP2 with the shared prefix: keep each wrapped layer unsharded from its first backward until the optimizer
+    step.
+
+    The continuation reads every layer's prompt keys and values from the cache, so a layer's projections receive
+    their prompt gradient after FSDP2's post-backward for the layer's continuation call, which by default reshards
+    the layer (the backward then fails: ``setStorage: ... out of bounds for storage of size 0``). Each call's
+    gradients are still reduce-scattered by its own post-backward. Unsharded parameters kept past backward would be
+    stale after the step, so the layers are resharded right before it (micro-steps of gradient accumulation reuse
+    them, which is what ``set_reshard_after_backward(False)`` is for).
+    """
+    if not accelerator.is_fsdp2 or accelerator.unwrap_model(scorer).method != "prefix":
+        return
+    from torch.distributed.fsdp import FSDPModule
+
+    layers = [m for m in scorer.modules() if isinstance(m, FSDPModule) and m is not scorer]
+    for layer in layers:
+        layer.set_reshard_after_backward(False)
+
+    def reshard(*_) -> None:
+        for layer in layers:
+            layer.reshard()
+
+    optimizer.optimizer.register_step_pre_hook(reshard)
 
 
 def _objective(run: Run, batch: TrainBatch) -> ObjectiveOutput:
