@@ -84,12 +84,17 @@ def test_bad_rows_are_counted_not_fatal(family_model, tmp_path):
     rows[3] = rows[3].__class__(**{**rows[3].__dict__, "prompt": "Describe the image in detail. " * 20})
     path = pairs_file(tmp_path / "bad.parquet", rows)
     cfg = ScoreConfig(model=str(family_model("llava")), pairs=str(path), max_length=60, cache_dir=str(tmp_path / "c"))
-    out = ensure_reference(cfg, log=lambda _: None)
+    lines: list[str] = []
+    out = ensure_reference(cfg, log=lines.append)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["dropped"] == {"unreadable_image": 1, "empty_chosen": 1, "prompt_too_long": 1}
     assert load_reference(out).rows == [0, 4, 5]
     dropped = [json.loads(line) for line in (out / "dropped.jsonl").read_text().splitlines()]
     assert [d["id"] for d in dropped] == ["r1", "r2", "r3"]
+    rejected = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["where"]) for r in rejected] == [("r1", "row 1"), ("r2", "row 2"), ("r3", "row 3")]
+    for reason in manifest["dropped"]:
+        assert any(f"dropped, {reason}: 1" in line for line in lines), lines
 
 
 def test_cli_score_prints_the_noise_report(family_model, small_pairs, tmp_path, capsys):

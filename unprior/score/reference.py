@@ -42,7 +42,17 @@ import torch
 from PIL import Image
 
 from unprior.config import dump_yaml
-from unprior.io import cache_root, is_complete, read_json, sha256_dir, sha256_file, staged_dir, write_json, write_jsonl
+from unprior.io import (
+    cache_root,
+    is_complete,
+    read_json,
+    sha256_dir,
+    sha256_file,
+    staged_dir,
+    write_json,
+    write_jsonl,
+    write_rejected,
+)
 from unprior.pairs.schema import PairRow, iter_pairs, open_image, pairs_metadata
 from unprior.score.batch import RowEncoder
 from unprior.score.config import ScoreConfig
@@ -293,11 +303,14 @@ def _score_entry(cfg: ScoreConfig, out: Path, key: str, inputs: dict[str, Any], 
     with staged_dir(out, overwrite=True) as tmp:
         pq.write_table(table, tmp / REFERENCE_FILE)
         write_jsonl(tmp / "dropped.jsonl", dropped)
+        write_rejected(tmp, [{"id": d["id"], "where": f"row {d['row']}", "reason": d["reason"]} for d in dropped])
         write_noise_report(table, tmp)
         dump_yaml(cfg, tmp / "score_config.yaml")
         write_json(tmp / "manifest.json", _manifest(key, inputs, table, dropped, time.perf_counter() - t0))
     log(f"reference log-probs: {table.num_rows} responses of {len(set(table['row'].to_pylist()))} rows scored, "
         f"{len(dropped)} rows dropped ({time.perf_counter() - t0:.1f}s)")
+    for reason, n in sorted(_manifest(key, inputs, table, dropped, 0.0)["dropped"].items()):
+        log(f"  dropped, {reason}: {n} (ids and rows in {out / 'rejected.jsonl'})")
     return model, processor
 
 
