@@ -105,6 +105,12 @@ def step_base(d: Demo) -> None:
 
     ctrl = control_config(d.cfg.base)
     ctrl.threads = d.cfg.threads
+    if d.cfg.base.recipe == "pretrained_vision" and not d.cfg.base_dir:
+        from unprior.numerics import torch_threads
+        from unprior.world.base import tower_for
+
+        with torch_threads(d.cfg.threads):
+            tower_for(d.cfg.base, d.world, log=d.log)  # shared with the control: trained once, before both
     if d.cfg.control and not d.cfg.world_dir and not _base_cached(ctrl):
         import multiprocessing
 

@@ -258,6 +258,12 @@ def run_study(cfg: StudyConfig) -> int:
     log_dir = str(demo_cache("study-logs", out.name))
     t0 = time.perf_counter()
     print(f"study {out}: {len(cfg.arms)} arms × {len(cfg.seeds)} seeds; worker logs in {log_dir}", flush=True)
+    if cfg.demo.base.recipe == "pretrained_vision" and not cfg.demo.base_dir:
+        from unprior.numerics import torch_threads
+        from unprior.world.base import tower_for
+
+        with torch_threads(cfg.threads):
+            tower_for(cfg.demo.base)  # one tower for every seed's base and control: trained before they start
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(cfg.workers, initializer=_init_worker, initargs=(cfg.threads,)) as pool:
         # The control's world is derived from demo.base.world: none when the study runs on a given world_dir.

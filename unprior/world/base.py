@@ -187,11 +187,9 @@ def pretrained_vision_recipe(cfg: BaseConfig, model, data: Phases, log) -> list[
     """Built like LLaVA: (a) a tower pretrained on pictures alone, frozen from then on; (b) the language model on
     text (the prior); (c) the projector aligned on captions, everything else frozen; (d) multimodal SFT of the
     projector and the language model."""
-    from unprior.world.vision import pretrained_tower
-
-    tower = pretrained_tower(_world_config(data.world), cfg.vision, _tower_shape(cfg, data.world),
-                             cfg.threads or torch.get_num_threads(), log)  # fmt: skip
     from transformers import CLIPVisionModel
+
+    tower = tower_for(cfg, data.world, log)
 
     model.model.vision_tower.load_state_dict(CLIPVisionModel.from_pretrained(tower).state_dict())
     parts = {"tower": model.model.vision_tower, "projector": model.model.multi_modal_projector,
@@ -206,6 +204,16 @@ def pretrained_vision_recipe(cfg: BaseConfig, model, data: Phases, log) -> list[
         history += _phase(cfg, model, enc, steps, name, data.pad_id, log)
     _train_only(parts, ("tower", "projector", "lm"))
     return history
+
+
+def tower_for(cfg: BaseConfig, world: Path | None = None, log=print) -> Path:
+    """The pretrained tower of a ``pretrained_vision`` base (trained now unless cached). The base and its no-prior
+    control share it: callers that train both in parallel get it first, so it is trained once."""
+    from unprior.world.vision import pretrained_tower
+
+    world = world or resolve_world(cfg)
+    return pretrained_tower(_world_config(world), cfg.vision, _tower_shape(cfg, world),
+                            cfg.threads or torch.get_num_threads(), log)  # fmt: skip
 
 
 RECIPES = {"joint": joint_recipe, "pretrained_vision": pretrained_vision_recipe}
