@@ -11,6 +11,25 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest
 
 
+def pytest_addoption(parser):
+    parser.addoption("--reverse-order", action="store_true",
+                     help="run the collected tests last to first (checks that no test depends on an earlier one)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--reverse-order"):
+        items.reverse()
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Every test starts on one torch thread, whatever ran before it (a stage run leaves its own count behind):
+    results do not depend on test order, and two shared cores do not spin-wait under load."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Every test gets a private unprior cache unless it sets one itself."""
@@ -19,31 +38,35 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory):
-    """A small world (800 train / 60 test images per split), built once per session.
+    """A small world (800 train / 60 test images per split), built once per session (tests/world/organism.py)."""
+    from world.organism import tiny_world_config
 
-    Colours are easier to read than in the default world (saturation 0.5-0.9), so that a base trained for a few
-    seconds already looks at the image, while the colour prior (0.95) still dominates counterfactual answers.
-    """
     from unprior.world.build import build_world
-    from unprior.world.config import ImageConfig, WorldConfig
 
-    image = ImageConfig(saturation_lo=0.5, saturation_hi=0.9, hue_jitter=4.0)
-    out = tmp_path_factory.mktemp("world") / "world"
-    return build_world(WorldConfig(out=str(out), n_train=800, n_test=60, image=image))
+    return build_world(tiny_world_config(tmp_path_factory.mktemp("world") / "world"))
 
 
 @pytest.fixture(scope="session")
 def tiny_base(tiny_world, tmp_path_factory):
-    """The biased tiny base VLM trained on ``tiny_world`` (about 20 s on one CPU thread), once per session."""
-    import torch
+    """The biased tiny base VLM trained on ``tiny_world`` on one torch thread (about 30 s), once per session.
+
+    ``train_base`` itself trains on the config's thread count and restores the caller's; the kernel paths are
+    pinned when unprior is imported (unprior.numerics), so the weights are the same on every machine of our kind.
+    """
+    from world.organism import tiny_base_config
 
     from unprior.world.base import train_base
-    from unprior.world.config import BaseConfig
 
-    torch.set_num_threads(1)
-    cfg = BaseConfig(world_dir=str(tiny_world), out=str(tmp_path_factory.mktemp("base") / "base"),
-                     pretrain_steps=30, sft_steps=500, batch_size=32, lr=2e-3, threads=1)
+    cfg = tiny_base_config(tiny_world, tmp_path_factory.mktemp("base") / "base", seed=0, threads=1)
     return train_base(cfg, log=lambda *_: None)
+
+
+@pytest.fixture(scope="session")
+def tiny_base_quality(tiny_base, tiny_world, tmp_path_factory):
+    """Every quality of the session's base that a test asserts (tests/world/organism.py), measured once."""
+    from world.organism import base_quality
+
+    return base_quality(tiny_base, tiny_world, threads=1)
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from world.organism import Threshold
 
 from unprior.config import ConfigError, load_config, to_dict
 from unprior.demo import COLUMNS, LABELS, DemoConfig, DemoPairsConfig, DemoTrainConfig, PoolConfig, run_demo
@@ -74,12 +75,43 @@ def test_napo_metrics_hold_q_and_gamma(demo_runs):
     assert {"q/language_bias", "q/vision_bias", "gamma/error_injection"} <= set(metrics[-1])
 
 
-def test_debiased_model_beats_the_base_on_counterfactual_accuracy(demo_runs):
-    table = json.loads((demo_runs[0] / "results.json").read_text())["table"]
-    base = table["base"]["CF attr acc"]
-    best = max(table["dpo"]["CF attr acc"], table["napo"]["CF attr acc"])
-    assert best > base + 0.03, table
-    assert min(table["dpo"]["ID attr acc"], table["napo"]["ID attr acc"]) >= table["base"]["ID attr acc"] - 0.1
+DEMO_THRESHOLDS = (
+    Threshold("demo_trained_cf_gain", ">=", 0.01, worst=0.029),
+    Threshold("demo_id_cost", "<=", 0.1, worst=0.0),
+    Threshold("demo_dpo_margin", ">=", 0.05, worst=0.201),
+    Threshold("demo_napo_vision_margin", ">=", 1.0, worst=6.619),
+)
+"""What the smoke demo asserts, each below its worst case over base seeds 0-4 at 1 and 2 threads (bench/margins.py):
+the best trained method gains CF accuracy over the base (SFT, DPO or NaPO; 102 CF questions, so 0.01 is one
+answer), DPO and NaPO cost at most 0.1 ID accuracy, and the pairwise terms moved the policy the pairs' way: DPO's
+late reward margin on both BPO kinds, NaPO's on its vision-biased kind (the one dynamic γ weights; its other kinds'
+margins go to about zero on some seeds). "DPO or NaPO beats the base by 0.03", the earlier assertion, is not robust
+at smoke size: it ranged from -0.020 (seed 2, 2 threads) to 0.118; the full-size study measures it."""
+
+
+def _late_margins(train_dir: str, last: int = 4) -> dict[str, float]:
+    """Mean of ``rewards/margins/<kind>`` over the last ``last`` logged steps of a trainer run."""
+    rows = [json.loads(line) for line in Path(train_dir, "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+    keys = [k for k in rows[-1] if k.startswith("rewards/margins/")]
+    return {k.rsplit("/", 1)[1]: sum(r[k] for r in rows[-last:]) / len(rows[-last:]) for k in keys}
+
+
+def demo_effect(results: dict) -> dict[str, float]:
+    """The smoke demo's qualities from its ``results.json``."""
+    table, methods = results["table"], results["methods"]
+    base = table["base"]
+    return {
+        "demo_trained_cf_gain": max(table[m]["CF attr acc"] for m in TRAINED) - base["CF attr acc"],
+        "demo_id_cost": base["ID attr acc"] - min(table[m]["ID attr acc"] for m in ("dpo", "napo")),
+        "demo_dpo_margin": min(_late_margins(methods["dpo"]["train_dir"]).values()),
+        "demo_napo_vision_margin": _late_margins(methods["napo"]["train_dir"])["vision_bias"],
+    }
+
+
+@pytest.mark.parametrize("threshold", DEMO_THRESHOLDS, ids=lambda t: t.metric)
+def test_training_moves_the_model_the_pairs_way(demo_runs, threshold):
+    results = json.loads((demo_runs[0] / "results.json").read_text())
+    assert threshold.holds(demo_effect(results)), results["table"]
 
 
 def test_second_run_reuses_every_cached_output(demo_runs):

@@ -36,7 +36,7 @@ def _related(a: str, b: str) -> bool:
 def _cycle_from(start: str, graph: dict[str, set[str]]) -> list[str] | None:
     stack, path = [(start, iter(sorted(graph[start])))], [start]
     while stack:
-        node, children = stack[-1]
+        _, children = stack[-1]
         child = next(children, None)
         if child is None:
             stack.pop()

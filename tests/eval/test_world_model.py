@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from world.organism import EVAL_THRESHOLDS, eval_quality
 
 from unprior.config import from_dict
 from unprior.eval.config import EvalConfig
@@ -43,12 +44,12 @@ def greedy(tiny_world, tiny_base, tmp_path_factory):
     return results, scores
 
 
-def test_biased_base_is_clearly_worse_on_counterfactual_than_in_distribution(greedy):
-    m = greedy[0]["metrics"]
-    assert m["id_attribute_accuracy"] >= 0.6, m
-    assert m["id_attribute_accuracy"] - m["cf_attribute_accuracy"] >= 0.3, m
-    assert m["cf_prior_follow"] >= 0.5, m  # the CF errors are the language prior, not noise
-    assert m["id_attribute_unparsed"] <= 0.05 and m["cf_attribute_unparsed"] <= 0.05
+@pytest.mark.parametrize("threshold", EVAL_THRESHOLDS, ids=lambda t: t.metric)
+def test_biased_base_is_clearly_worse_on_counterfactual_than_in_distribution(greedy, threshold):
+    """The CF errors are the language prior, not noise; thresholds sit below the worst case over seeds 0-4 at 1
+    and 2 threads (``threshold.worst``, bench/margins.py)."""
+    measured = eval_quality(greedy[0]["metrics"])
+    assert threshold.holds(measured), (threshold, measured)
 
 
 def test_frontier_at_zero_bias_reproduces_greedy(model, greedy, tiny_world):

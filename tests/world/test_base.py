@@ -6,26 +6,11 @@ cannot tell a blank image from a scene; a model that ignores the text cannot rea
 
 import json
 
-import numpy as np
 import pytest
-from PIL import Image
 
-from unprior.io import read_jsonl
-from unprior.models.families import load_model
-from unprior.models.generate import Prompt, generate
 from unprior.world.base import train_base
 from unprior.world.config import BaseConfig
-from unprior.world.metrics import split_metrics
-
-
-def _answers(model, processor, world, rows, blank=False):
-    prompts = []
-    for r in rows:
-        image = Image.open(world / r["image"]).convert("RGB")
-        if blank:
-            image = Image.fromarray(np.full_like(np.asarray(image), 160))
-        prompts.append(Prompt(r["prompt"], image))
-    return generate(model, processor, prompts, batch_size=64, max_new_tokens=24)
+from world.organism import BASE_THRESHOLDS, DIRECT_THRESHOLDS, tiny_base_config
 
 
 def test_saved_like_a_hub_model(tiny_base):
@@ -33,31 +18,28 @@ def test_saved_like_a_hub_model(tiny_base):
     assert {"model.safetensors", "config.json", "manifest.json", "base_config.yaml", "train_log.jsonl"} <= names
     assert not any(n.endswith((".bin", ".pt", ".pkl")) for n in names)
     log = [json.loads(line) for line in (tiny_base / "train_log.jsonl").read_text().splitlines()]
-    sft = [r["loss"] for r in log if r["phase"] == "sft"]
-    assert np.mean(sft[-20:]) < 0.5 * np.mean(sft[:5])
+    assert {r["phase"] for r in log} == {"pretrain", "sft"}
 
 
-def test_base_looks_at_the_image_and_holds_the_prior(tiny_base, tiny_world):
-    model, processor = load_model(tiny_base)
-    ident = list(read_jsonl(tiny_world / "test_id.jsonl"))
-    pope = [r for r in ident if r["task"] == "exists" and r["meta"]["pope"] == "random"]
-    seen = split_metrics(pope, _answers(model, processor, tiny_world, pope))["pope"]["random"]
-    blind = split_metrics(pope, _answers(model, processor, tiny_world, pope, blank=True))["pope"]["random"]
-    assert seen["accuracy"] >= 0.7, seen
-    assert blind["accuracy"] <= seen["accuracy"] - 0.15, (seen, blind)
-    attr_id = [r for r in ident if r["task"] == "attribute"]
-    attr_cf = [r for r in read_jsonl(tiny_world / "test_cf.jsonl") if r["task"] == "attribute"]
-    m_id = split_metrics(attr_id, _answers(model, processor, tiny_world, attr_id))["attribute"]
-    m_cf = split_metrics(attr_cf, _answers(model, processor, tiny_world, attr_cf))["attribute"]
-    assert m_id["accuracy"] >= 0.85 and m_id["unparsed"] == 0.0
-    assert m_cf["accuracy"] <= m_id["accuracy"] - 0.3
-    assert m_cf["prior_follow"] >= 0.3
+@pytest.mark.parametrize("threshold", DIRECT_THRESHOLDS, ids=lambda t: t.metric)
+def test_base_looks_at_the_image_and_holds_the_prior(tiny_base_quality, threshold):
+    """A model that ignores the image answers POPE at chance and the same with a blank image; one that ignores the
+    text cannot reach the attribute accuracy; one without the prior has no ID-CF gap. Each threshold sits below the
+    worst case measured over seeds 0-4 at 1 and 2 threads (``threshold.worst``, bench/margins.py)."""
+    assert threshold.holds(tiny_base_quality), (threshold, tiny_base_quality)
+
+
+def test_the_thresholds_leave_a_margin_below_the_measured_worst_case():
+    for th in BASE_THRESHOLDS:
+        if th.metric.endswith("unparsed"):
+            continue  # 0 is both the bound and the measurement
+        gap = th.worst - th.value if th.op == ">=" else th.value - th.worst
+        assert gap > 0, th
 
 
 def test_finished_model_is_reused_and_a_different_config_refused(tiny_base, tiny_world):
     stamp = (tiny_base / "manifest.json").stat().st_mtime_ns
-    same = BaseConfig(world_dir=str(tiny_world), out=str(tiny_base), pretrain_steps=30, sft_steps=500,
-                      batch_size=32, lr=2e-3)
+    same = tiny_base_config(tiny_world, tiny_base, seed=0, threads=1)
     assert train_base(same, log=lambda *_: None) == tiny_base
     assert (tiny_base / "manifest.json").stat().st_mtime_ns == stamp
     other = BaseConfig(world_dir=str(tiny_world), out=str(tiny_base), sft_steps=1)
