@@ -38,7 +38,7 @@ def derive(results: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, float
             if base is None or arm in ("base", "control"):
                 continue
             ceiling = controls[seed]["frontier"] if seed in controls else shared  # the seed's own, else the one
-            if ceiling is not None and ceiling != base["frontier"]:
+            if ceiling is not None and ceiling > base["frontier"]:  # a control below its base is no ceiling
                 m["gap_closed"] = (m["frontier"] - base["frontier"]) / (ceiling - base["frontier"])
             m["id_cost"] = base["id"] - m["id"]
     return by
