@@ -8,7 +8,7 @@ never get a ``(T, V)`` float32 copy.
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from unprior.losses import SeqLogps
 
@@ -37,3 +37,85 @@ def sequence_logps(logits: Tensor, targets: Tensor, mask: Tensor) -> SeqLogps:
     """Summed response log-probs and token counts, ``(N,)`` each; a row with no scored token gives sum 0, count 0."""
     per_token = token_logps(logits, targets, mask)
     return SeqLogps(sum=per_token.sum(-1), count=mask.sum(-1).to(per_token.dtype))
+
+
+HEAD_CHUNK_ELEMENTS = 1 << 24
+"""Logits elements (rows × vocabulary) the chunked LM head computes at once: 64 MB in float32."""
+
+
+def head_logps(head: nn.Module, hidden: Tensor, targets: Tensor) -> Tensor:
+    """``log softmax(head(hidden))[targets]`` per row, without keeping ``(rows, vocabulary)`` logits for backward.
+
+    A plain ``nn.Linear`` head (the usual case: untied or tied, full fine-tuning or frozen) goes through
+    :class:`_LinearHeadLogps`: chunks of rows, one logits tile at a time, recomputed in backward, so the memory of
+    the head is one tile instead of about three full ``(rows, vocabulary)`` float32 tensors, and the backward is one
+    fused pass per tile instead of autograd's log-softmax chain. Other heads (LoRA-wrapped, sharded DTensor weights,
+    under autocast, custom modules) run as ``log_softmax(head(hidden)).gather``.
+
+    Args:
+        head: the model's output embedding.
+        hidden: ``(M, H)`` final hidden states of the positions that predict a scored token.
+        targets: ``(M,)`` token ids they predict.
+
+    Returns:
+        ``(M,)`` log-probs, float32 (float64 for float64 weights).
+    """
+    if _plain_linear(head, hidden):
+        return _LinearHeadLogps.apply(hidden, head.weight, head.bias, targets)
+    logits = head(hidden)
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    return logits.log_softmax(-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+
+def _plain_linear(head: nn.Module, hidden: Tensor) -> bool:
+    return (
+        type(head) is nn.Linear
+        and type(head.weight) in (nn.Parameter, Tensor)
+        and not torch.is_autocast_enabled(hidden.device.type)
+        and not head._forward_hooks
+        and not head._forward_pre_hooks
+    )
+
+
+def _row_chunks(rows: int, vocabulary: int) -> list[slice]:
+    step = max(1, HEAD_CHUNK_ELEMENTS // max(1, vocabulary))
+    return [slice(start, min(start + step, rows)) for start in range(0, rows, step)]
+
+
+class _LinearHeadLogps(torch.autograd.Function):
+    """``z = h Wᵀ + b``, ``logp = z[t] − logsumexp(z)`` per row; backward ``∂logp/∂z = onehot(t) − softmax(z)``."""
+
+    @staticmethod
+    def forward(ctx, hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor) -> Tensor:
+        out_dtype = torch.promote_types(weight.dtype, torch.float32)
+        out = torch.empty(hidden.shape[0], dtype=out_dtype, device=hidden.device)
+        lse = torch.empty_like(out)
+        for rows in _row_chunks(hidden.shape[0], weight.shape[0]):
+            logits = nn.functional.linear(hidden[rows], weight, bias).to(out_dtype)
+            lse[rows] = torch.logsumexp(logits, -1)
+            out[rows] = logits.gather(-1, targets[rows, None]).squeeze(-1) - lse[rows]
+        ctx.save_for_backward(hidden, weight, bias, targets, lse)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
+        hidden, weight, bias, targets, lse = ctx.saved_tensors
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        grad_h = torch.empty_like(hidden) if need_h else None
+        grad_w = torch.zeros_like(weight, dtype=grad.dtype) if need_w else None
+        grad_b = torch.zeros_like(bias, dtype=grad.dtype) if need_b else None
+        for rows in _row_chunks(hidden.shape[0], weight.shape[0]):
+            h = hidden[rows]
+            logits = nn.functional.linear(h, weight, bias).to(grad.dtype)
+            # dL/dz = g · (onehot(t) − softmax(z)), built in place in the logits tile.
+            dz = logits.sub_(lse[rows, None]).exp_().mul_(-grad[rows, None])
+            dz.scatter_add_(-1, targets[rows, None], grad[rows, None])
+            if grad_h is not None:
+                grad_h[rows] = (dz.to(weight.dtype) @ weight).to(hidden.dtype)
+            if grad_w is not None:
+                grad_w.addmm_(dz.t(), h.to(grad.dtype))
+            if grad_b is not None:
+                grad_b.add_(dz.sum(0))
+        grad_w = grad_w.to(weight.dtype) if grad_w is not None else None
+        grad_b = grad_b.to(bias.dtype) if grad_b is not None else None
+        return grad_h, grad_w, grad_b, None

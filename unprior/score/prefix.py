@@ -15,8 +15,9 @@ families not in :data:`PREFIX_SUPPORT`, and as the reference the shared prefix i
 The shared prefix calls the model's parts directly: the multimodal base model (vision tower, projector, language
 model) for the prompt, then the language decoder for the continuations, and the LM head only at the positions that
 predict a response token, so neither pass materialises ``(tokens, vocabulary)`` logits for prompt or padding
-positions. The naive path runs the whole model and keeps logits from the shortest prompt's end on. Both compute the
-log-softmax only at response positions (:func:`unprior.score.logps.token_logps`).
+positions, and in row chunks that are recomputed in backward instead of kept (:func:`unprior.score.logps.head_logps`).
+The naive path runs the whole model and keeps logits from the shortest prompt's end on, and takes the log-softmax
+only at response positions (:func:`unprior.score.logps.token_logps`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 
 from unprior.losses import SeqLogps
 from unprior.score.batch import PER_TOKEN_KEYS
-from unprior.score.logps import sequence_logps, token_logps
+from unprior.score.logps import head_logps, sequence_logps
 
 Positions = Literal["1d", "mrope"]
 Method = Literal["auto", "prefix", "naive"]
@@ -175,10 +176,9 @@ class ResponseScorer(nn.Module):
         ).last_hidden_state
         # hidden[:, t] predicts response token t; the LM head runs only where a response token is predicted.
         scored = torch.cat([mask, torch.zeros_like(mask[:, :1])], 1)
-        logits = hf.get_output_embeddings()(hidden[scored])
-        per_token = token_logps(logits.unsqueeze(0), ids[mask].unsqueeze(0), torch.ones_like(logits[None, :, 0]))
+        per_token = head_logps(hf.get_output_embeddings(), hidden[scored], ids[mask])
         sums = torch.zeros(len(ids), dtype=per_token.dtype, device=ids.device).index_add(
-            0, torch.nonzero(mask)[:, 0], per_token[0]
+            0, torch.nonzero(mask)[:, 0], per_token
         )
         return SeqLogps(sum=sums, count=mask.sum(1).to(sums.dtype))
 
