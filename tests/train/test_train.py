@@ -15,6 +15,7 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from score.helpers import make_rows, pairs_file
 
+from unprior.io import read_jsonl
 from unprior.models.families import FAMILIES, load_model
 from unprior.pairs.schema import Negative
 from unprior.train import trainer as trainer_module
@@ -64,6 +65,8 @@ def test_merged_full_and_bad_rows(family_model, tmp_path):
     assert dict(run.data.skipped) == {"unreadable_image": 1, "prompt_too_long": 1,
                                       "no_negative_of_objective_kinds": 1}
     assert len(run.data) == 7
+    assert [(r["id"], r["reason"]) for r in read_jsonl(tmp_path / "run" / "rejected.jsonl")] == [
+        (rows[2].id, "no_negative_of_objective_kinds")]  # the other two are in the reference entry's file
     train(run)
     merged, _ = load_model(tmp_path / "run" / "model")
     assert type(merged).__name__ == "Qwen2VLForConditionalGeneration"

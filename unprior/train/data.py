@@ -139,15 +139,18 @@ class PreferenceData:
         self.repeat_prompts = repeat_prompts
         self.corrupt = corrupt
         self.skipped: Counter[str] = Counter(reference.manifest["dropped"])
+        self.rejected: list[dict[str, str]] = []
+        """Rows scored by the reference but unusable for this objective: ``{id, where, reason}`` each (the rows the
+        reference itself dropped are listed in its entry's ``rejected.jsonl``)."""
         self.picks: dict[int, dict[str, int]] = {}
         self.kind_counts: Counter[str] = Counter()
         for row in reference.rows:
             pick = self._pick(reference.kinds[row])
-            if not pick:
-                self.skipped["no_negative_of_objective_kinds"] += 1
-                continue
-            if corrupt is not None and row not in reference.corrupted:
-                self.skipped["no_corrupted_score"] += 1
+            reason = ("no_negative_of_objective_kinds" if not pick
+                      else "no_corrupted_score" if corrupt is not None and row not in reference.corrupted else None)
+            if reason:
+                self.skipped[reason] += 1
+                self.rejected.append({"id": rows[row].id, "where": f"row {row}", "reason": reason})
                 continue
             self.picks[row] = pick
             self.kind_counts.update(pick.keys())

@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from unprior.config import config_hash, dump_yaml, to_dict
+from unprior.io import write_rejected
 from unprior.losses import ObjectiveOutput, objective_loss
 from unprior.models.sft import cosine_lr
 from unprior.pairs.schema import read_pairs
@@ -122,7 +123,8 @@ def setup(cfg: TrainConfig) -> Run:
     datasets = [_data(cfg, pairs, ref, encoder, scorer, corrupt if i == 0 else None)
                 for i, (pairs, ref) in enumerate(zip(files, references, strict=True))]
     data, eval_data = datasets[0], (datasets[1] if len(datasets) > 1 else None)
-    log(f"data: {len(data)} rows, negatives per kind {dict(data.kind_counts)}, skipped {dict(data.skipped)}")
+    log(f"data: {len(data)} rows, negatives per kind {dict(data.kind_counts)}")
+    _report_rejected(data, out, accelerator, log)
     order = Order(len(data), cfg.batch_size, accelerator.num_processes, cfg.grad_accum, cfg.seed)
     total = cfg.max_steps or math.ceil(cfg.epochs * len(data) / order.global_batch)
 
@@ -318,6 +320,17 @@ def _reference(cfg: TrainConfig, pairs: str, model, processor, log, corrupted: b
 def _data(cfg: TrainConfig, pairs: str, reference, encoder: RowEncoder, scorer, corrupt=None) -> PreferenceData:
     rows = read_pairs(pairs, image_root=cfg.image_root or None)
     return PreferenceData(rows, reference, encoder, list(cfg.objective.kinds), scorer.repeat_prompts, corrupt)
+
+
+def _report_rejected(data: PreferenceData, out: Path, accelerator: Accelerator, log) -> None:
+    """Counts of the training rows left out, by reason, on screen; the rows themselves in ``out/rejected.jsonl``
+    (those the reference dropped are listed in its cache entry's ``rejected.jsonl``)."""
+    if not accelerator.is_main_process:
+        return
+    listed = write_rejected(out, data.rejected)["by_reason"]
+    for reason, n in sorted(data.skipped.items()):
+        where = out / "rejected.jsonl" if reason in listed else "the reference cache entry's rejected.jsonl"
+        log(f"  skipped, {reason}: {n} (ids and rows in {where})")
 
 
 def _resume_key(cfg: TrainConfig) -> str:
