@@ -3,11 +3,12 @@
 Usage::
 
     python bench/geometry.py --preset llava15 --negatives 2 3     # trl + unprior 3×, trl_fused + naive once
-    python bench/geometry.py --preset qwen2vl --negatives 2 --steps 4 --once trl_fused unprior_lsm
+    python bench/geometry.py --preset qwen2vl --negatives 2 --steps 4 --once trl_fused unprior_plain_head
 
 Sides: ``trl`` (DPOTrainer, plain LM head, the baseline), ``trl_fused`` (DPOTrainer's own fused head),
 ``trl_shipped`` (DPOTrainer as shipped on CPU), ``unprior`` (shared prefix, cached reference), ``unprior_naive``
-(cached reference, prompt repeated per response), ``unprior_lsm`` (``unprior`` with a candidate log-softmax head).
+(cached reference, prompt repeated per response), ``unprior_plain_head`` (``unprior`` with the LM head called as a
+module and a ``log_softmax`` + gather, the path :func:`unprior.score.logps.head_logps` takes for heads it cannot tile).
 
 Per configuration (a preset with a number of negatives per row): one shared model and pairs file, the reference
 cache filled once (``unprior score``, timed on its own), then ``--repeats`` repetitions, each running every side in
@@ -29,7 +30,7 @@ profiled run per side for the peak tensor memory. What is measured is described 
   least favourable to us); ``trl_fused`` is TRL's own kernel (its memory behaviour: no ``(tokens × vocabulary)``
   logits kept for backward). Memory ratios are printed against both. ``trl_shipped`` is TRL as shipped on CPU.
 - **Phases** (printed below the table): wall milliseconds per steady step inside the vision tower (+ projector),
-  the language decoder, the LM head + log-softmax (TRL's fused kernel; unprior's head and ``token_logps``), each
+  the language decoder, the LM head + log-softmax (TRL's fused kernel; unprior's ``head_logps``), each
   with and without gradient (TRL's reference forward is the no-grad part), ``backward``, the optimizer step, and
   the rest (data, collation, loss, metrics, framework), from hooks around those calls.
 """
@@ -61,7 +62,7 @@ from train_vs_trl import (
     tensor_peak_mb,
 )
 
-SIDES = ("trl", "trl_fused", "trl_shipped", "unprior", "unprior_naive", "unprior_lsm")
+SIDES = ("trl", "trl_fused", "trl_shipped", "unprior", "unprior_naive", "unprior_plain_head")
 TRL_SIDES = ("trl", "trl_fused", "trl_shipped")
 
 
@@ -165,7 +166,7 @@ def run_unprior(args: argparse.Namespace, method: str) -> dict:
     )
     cfg.validate()
     run = trainer.setup(cfg)
-    phases.install([run.scorer])
+    phases.install([run.scorer], head_module=False)  # its head is timed as head_logps
     mark_loaded()
     log_metrics = trainer._log_metrics
 
@@ -180,16 +181,11 @@ def run_unprior(args: argparse.Namespace, method: str) -> dict:
     return {"seconds": [m["seconds"] for m in rows], "losses": [m["loss"] for m in rows]}
 
 
-def log_softmax_logps(logits, targets, mask):
-    """``unprior.score.logps.token_logps`` for the shared prefix's call (every position scored) as one
-    ``log_softmax`` and a gather, without the copy of the selected rows and the separate ``logsumexp``; the side
-    ``unprior_lsm`` measures this candidate change (not in unprior)."""
-    from unprior.score.logps import token_logps
-
-    if not bool(mask.all()):
-        return token_logps(logits, targets, mask)
-    flat = logits.reshape(-1, logits.shape[-1]).float()
-    return flat.log_softmax(-1).gather(-1, targets.reshape(-1, 1)).view(mask.shape)
+def plain_head_logps(head, hidden, targets):
+    """:func:`unprior.score.logps.head_logps` forced onto its generic path (the head called as a module, then
+    ``log_softmax`` + gather, logits kept for backward): the side ``unprior_plain_head``."""
+    logits = head(hidden).float()
+    return logits.log_softmax(-1).gather(-1, targets[:, None]).squeeze(-1)
 
 
 def run_score(args: argparse.Namespace) -> dict:
@@ -208,10 +204,10 @@ def run_side(args: argparse.Namespace) -> dict:
         return run_trl(args)
     if args.side == "score":
         return run_score(args)
-    if args.side == "unprior_lsm":
+    if args.side == "unprior_plain_head":
         import unprior.score.prefix
 
-        unprior.score.prefix.token_logps = log_softmax_logps
+        unprior.score.prefix.head_logps = plain_head_logps
     return run_unprior(args, "naive" if args.side == "unprior_naive" else "prefix")
 
 

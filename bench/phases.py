@@ -7,7 +7,7 @@
 - ``decoder``: the language decoder (``get_decoder()``); unprior's shared prefix calls it twice per step (prompt,
   continuations), everything else once per forward;
 - ``head``: the LM head and the log-softmax at the scored positions: TRL's fused chunked kernel, or unprior's
-  ``lm_head`` plus ``token_logps`` / ``sequence_logps``;
+  ``head_logps`` (shared prefix) or ``lm_head`` plus ``sequence_logps`` (naive forward);
 - ``backward`` (``Accelerator.backward``) and ``optimizer`` (``AcceleratedOptimizer.step``, clipping excluded);
 - each forward phase split by whether autograd records it: TRL's reference forward is the ``(no grad)`` part.
 
@@ -79,8 +79,11 @@ def _hf_models(models: Iterable[nn.Module | None]) -> list[nn.Module]:
     return found
 
 
-def install(models: Iterable[nn.Module | None]) -> None:
-    """Hook the phases of every transformers model in ``models`` (the policy, TRL's reference) and the shared calls."""
+def install(models: Iterable[nn.Module | None], head_module: bool = True) -> None:
+    """Hook the phases of every transformers model in ``models`` (the policy, TRL's reference) and the shared calls.
+
+    ``head_module=False`` leaves the LM head module unhooked (unprior's side): a hooked head is called as a module,
+    which moves :func:`unprior.score.logps.head_logps` off its tiled path; ``head_logps`` itself is timed instead."""
     import accelerate
     import accelerate.optimizer
 
@@ -92,8 +95,9 @@ def install(models: Iterable[nn.Module | None]) -> None:
             if isinstance(getattr(inner, name, None), nn.Module):
                 _time_module(getattr(inner, name), "vision")
         _time_module(model.get_decoder(), "decoder")
-        _time_module(model.get_output_embeddings(), "head")
-    for name in ("token_logps", "sequence_logps"):
+        if head_module:
+            _time_module(model.get_output_embeddings(), "head")
+    for name in ("head_logps", "sequence_logps"):
         setattr(unprior.score.prefix, name, timed(getattr(unprior.score.prefix, name), "head"))
     _install_trl_head()
     accelerate.Accelerator.backward = timed(accelerate.Accelerator.backward, "backward", grad_label=False)

@@ -77,17 +77,13 @@ def test_plain_head_gives_trls_fused_kernel_log_probs_and_gradients():
         assert torch.allclose(a, b, atol=1e-5)
 
 
-def test_candidate_log_softmax_head_equals_token_logps():
-    from unprior.score.logps import token_logps
+def test_plain_head_side_equals_head_logps():
+    from unprior.score.logps import head_logps
 
     torch.manual_seed(0)
-    logits, targets = torch.randn(1, 9, 40), torch.randint(0, 40, (1, 9))
-    every = torch.ones(1, 9, dtype=torch.bool)
-    assert torch.allclose(geometry.log_softmax_logps(logits, targets, every), token_logps(logits, targets, every),
+    head, hidden, targets = torch.nn.Linear(8, 40), torch.randn(9, 8), torch.randint(0, 40, (9,))
+    assert torch.allclose(geometry.plain_head_logps(head, hidden, targets), head_logps(head, hidden, targets),
                           atol=1e-6)
-    some = every.clone()
-    some[0, :3] = False
-    assert torch.equal(geometry.log_softmax_logps(logits, targets, some), token_logps(logits, targets, some))
 
 
 def test_phases_per_steady_step(monkeypatch):

@@ -50,7 +50,7 @@ def head_logps(head: nn.Module, hidden: Tensor, targets: Tensor) -> Tensor:
     :class:`_LinearHeadLogps`: chunks of rows, one logits tile at a time, recomputed in backward, so the memory of
     the head is one tile instead of about three full ``(rows, vocabulary)`` float32 tensors, and the backward is one
     fused pass per tile instead of autograd's log-softmax chain. Other heads (LoRA-wrapped, sharded DTensor weights,
-    under autocast, custom modules) run as ``log_softmax(head(hidden)).gather``.
+    hooked or offloaded modules, under autocast) run as ``log_softmax(head(hidden)).gather``.
 
     Args:
         head: the model's output embedding.
@@ -72,8 +72,10 @@ def _plain_linear(head: nn.Module, hidden: Tensor) -> bool:
         type(head) is nn.Linear
         and type(head.weight) in (nn.Parameter, Tensor)
         and not torch.is_autocast_enabled(hidden.device.type)
+        and "forward" not in vars(head)  # accelerate's offloading hooks replace the instance's forward
         and not head._forward_hooks
         and not head._forward_pre_hooks
+        and head.weight.device == hidden.device
     )
 
 
