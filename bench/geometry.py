@@ -42,7 +42,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -58,6 +57,7 @@ from train_vs_trl import (
     mark_first_step,
     mark_loaded,
     rss_mb,
+    run_worker,
     status_mb,
     tensor_peak_mb,
 )
@@ -245,13 +245,7 @@ def spawn(side: str, args: argparse.Namespace, work: Path, negatives: int, profi
            str(work / "pairs.parquet"), "--work", str(work), "--rows-per-step", str(args.rows_per_step),
            "--negatives", str(negatives), "--steps", str(steps), "--warmup", str(args.warmup), "--lr", str(args.lr)]
     cmd += ["--profile"] * profile
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1",
-           "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode or not lines:
-        raise RuntimeError(f"{side} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1].removeprefix("RESULT "))
+    return run_worker(side, cmd)
 
 
 def pairs_per_second(result: dict, pairs_per_step: int, warmup: int) -> float:

@@ -289,6 +289,11 @@ def spawn(side: str, args: argparse.Namespace, model: Path, pairs: Path, work: P
     cmd = [sys.executable, __file__, "--worker", side, "--model", str(model), "--pairs", str(pairs),
            "--work", str(work), "--batch", str(args.batch), "--steps", str(steps), "--lr", str(args.lr)]
     cmd += ["--profile"] if profile else []
+    return run_worker(side, cmd)
+
+
+def run_worker(side: str, cmd: list[str]) -> dict:
+    """Run a worker command in a fresh process (one torch thread, offline); its last ``RESULT`` line, parsed."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1",
            "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
