@@ -134,3 +134,14 @@ def test_config_errors_name_the_field():
         load_config(DemoConfig, None, ["methods=[sft,ppo]"])
     with pytest.raises(ConfigError, match=r"pool\.noncanonical_share"):
         load_config(DemoConfig, None, ["pool.noncanonical_share=1.5"])
+
+
+def test_the_control_has_no_prior_and_its_own_sft_budget():
+    from unprior.pipeline.config import NO_PRIOR, control_config
+
+    pv = load_config(DemoConfig, CONFIGS / "demo_pretrained_vision.yaml")
+    ctrl = control_config(pv.base, pv.control_sft_steps)
+    assert (ctrl.sft_steps, pv.base.sft_steps) == (1300, 400)
+    assert ctrl.world.prior_strength == NO_PRIOR and ctrl.recipe == pv.base.recipe and ctrl.seed == pv.base.seed
+    default = DemoConfig()
+    assert control_config(default.base, default.control_sft_steps).sft_steps == default.base.sft_steps

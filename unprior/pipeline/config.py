@@ -134,6 +134,10 @@ class DemoConfig:
     """Use this existing base model directory instead of training ``base``."""
     control: bool = True
     """Also train the no-colour-prior control on the same images (the visual ceiling)."""
+    control_sft_steps: int = 0
+    """Multimodal SFT steps of the control (0: the base's ``sft_steps``). With no prior to fall back on, the control
+    must learn to read colour during SFT, a late transition: a budget that leaves the base biased can leave the
+    control unable to read (recipe pretrained_vision at 400 steps: docs/demo.md)."""
     pool: PoolConfig = field(default_factory=PoolConfig)
     pairs: DemoPairsConfig = field(default_factory=DemoPairsConfig)
     train: DemoTrainConfig = field(default_factory=DemoTrainConfig)
@@ -153,6 +157,7 @@ class DemoConfig:
     side by side in two processes instead."""
 
     def validate(self) -> None:
+        check_range(self, "control_sft_steps", 0, 10_000_000)
         check_range(self, "limit", 0, 10_000_000)
         check_range(self, "eval_batch_size", 1, 100_000)
         check_range(self, "threads", 0, 1024)
@@ -163,9 +168,11 @@ class DemoConfig:
                 fail("methods", f"unknown method {m!r}; known: {', '.join(METHODS)}")
 
 
-def control_config(base: BaseConfig) -> BaseConfig:
-    """The same world and training with the colour prior removed (same seed: same layouts and shapes)."""
+def control_config(base: BaseConfig, sft_steps: int = 0) -> BaseConfig:
+    """The same world and training with the colour prior removed (same seed: same layouts and shapes); with
+    ``sft_steps``, that many multimodal SFT steps instead of the base's."""
     ctrl = copy.deepcopy(base)
+    ctrl.sft_steps = sft_steps or base.sft_steps
     ctrl.world.prior_strength = NO_PRIOR
     ctrl.world.out = ""
     ctrl.world_dir = ""

@@ -103,8 +103,7 @@ def step_base(d: Demo) -> None:
     """The biased base; the control (when asked for and not cached) trains meanwhile in a second process."""
     from unprior.world.base import train_base
 
-    ctrl = control_config(d.cfg.base)
-    ctrl.threads = d.cfg.threads
+    ctrl = _control(d)
     if d.cfg.base.recipe == "pretrained_vision" and not d.cfg.base_dir:
         from unprior.numerics import torch_threads
         from unprior.world.base import tower_for
@@ -146,7 +145,14 @@ def step_control(d: Demo) -> None:
         d.log(f"control: {d.models['control']}")
         return
     d.cached["control"] = True
-    d.models["control"] = train_base(control_config(d.cfg.base), log=d.log)
+    d.models["control"] = train_base(_control(d), log=d.log)
+
+
+def _control(d: Demo) -> BaseConfig:
+    """The control's config: the base's, with no colour prior, the demo's thread count and its own SFT budget."""
+    ctrl = control_config(d.cfg.base, d.cfg.control_sft_steps)
+    ctrl.threads = d.cfg.threads
+    return ctrl
 
 
 def select_pool(world: Path, pool: PoolConfig) -> list[dict[str, Any]]:

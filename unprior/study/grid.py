@@ -80,7 +80,7 @@ def prepare_control(cfg: StudyConfig, seed: int | None = None) -> str:
     base = copy.deepcopy(cfg.demo.base)
     if seed is not None:
         base.seed = seed
-    ctrl = control_config(base)
+    ctrl = control_config(base, cfg.demo.control_sft_steps)
     ctrl.threads = cfg.threads
     return str(train_base(ctrl))
 
