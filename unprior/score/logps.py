@@ -85,23 +85,22 @@ def _row_chunks(rows: int, vocabulary: int) -> list[slice]:
 
 
 class _LinearHeadLogps(torch.autograd.Function):
-    """``z = h Wᵀ + b``, ``logp = z[t] − logsumexp(z)`` per row; backward ``∂logp/∂z = onehot(t) − softmax(z)``."""
+    """``z = h Wᵀ + b``, ``logp = log_softmax(z)[t]`` per row; backward ``∂logp/∂z = onehot(t) − softmax(z)``, with
+    ``z`` recomputed tile by tile (one more ``h Wᵀ`` instead of keeping ``(rows, vocabulary)`` logits)."""
 
     @staticmethod
     def forward(ctx, hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor) -> Tensor:
-        out_dtype = torch.promote_types(weight.dtype, torch.float32)
-        out = torch.empty(hidden.shape[0], dtype=out_dtype, device=hidden.device)
-        lse = torch.empty_like(out)
+        out = torch.empty(hidden.shape[0], dtype=torch.promote_types(weight.dtype, torch.float32),
+                          device=hidden.device)
         for rows in _row_chunks(hidden.shape[0], weight.shape[0]):
-            logits = nn.functional.linear(hidden[rows], weight, bias).to(out_dtype)
-            lse[rows] = torch.logsumexp(logits, -1)
-            out[rows] = logits.gather(-1, targets[rows, None]).squeeze(-1) - lse[rows]
-        ctx.save_for_backward(hidden, weight, bias, targets, lse)
+            logits = nn.functional.linear(hidden[rows], weight, bias).to(out.dtype)
+            out[rows] = torch.log_softmax(logits, -1).gather(-1, targets[rows, None]).squeeze(-1)
+        ctx.save_for_backward(hidden, weight, bias, targets)
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
-        hidden, weight, bias, targets, lse = ctx.saved_tensors
+        hidden, weight, bias, targets = ctx.saved_tensors
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
         grad_h = torch.empty_like(hidden) if need_h else None
         grad_w = torch.zeros_like(weight, dtype=grad.dtype) if need_w else None
@@ -109,8 +108,8 @@ class _LinearHeadLogps(torch.autograd.Function):
         for rows in _row_chunks(hidden.shape[0], weight.shape[0]):
             h = hidden[rows]
             logits = nn.functional.linear(h, weight, bias).to(grad.dtype)
-            # dL/dz = g · (onehot(t) − softmax(z)), built in place in the logits tile.
-            dz = logits.sub_(lse[rows, None]).exp_().mul_(-grad[rows, None])
+            # dL/dz = g · (onehot(t) − softmax(z)), built in the softmax tile.
+            dz = torch.softmax(logits, -1).mul_(-grad[rows, None])
             dz.scatter_add_(-1, targets[rows, None], grad[rows, None])
             if grad_h is not None:
                 grad_h[rows] = (dz.to(weight.dtype) @ weight).to(hidden.dtype)
