@@ -166,7 +166,7 @@ def run_unprior(args: argparse.Namespace, method: str) -> dict:
     )
     cfg.validate()
     run = trainer.setup(cfg)
-    phases.install([run.scorer], head_module=False)  # its head is timed as head_logps
+    phases.install([run.scorer], head_module=method == "naive")  # the shared prefix's head is timed as head_logps
     mark_loaded()
     log_metrics = trainer._log_metrics
 

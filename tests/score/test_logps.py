@@ -99,3 +99,24 @@ def test_other_heads_take_the_plain_path():
     head.register_forward_hook(lambda *_: calls.append(1))
     assert_close(head_logps(head, hidden, targets), _plain(head, hidden, targets))
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize("chunk", [1 << 24, 29 * 5])
+def test_frozen_head_gradient_is_built_in_forward_and_exact(monkeypatch, chunk):
+    """A frozen head keeps ∂logp/∂h (rows × width) from the forward pass; the hidden states' gradient equals the
+    plain path's, and nothing of vocabulary size is saved."""
+    monkeypatch.setattr(logps, "HEAD_CHUNK_ELEMENTS", chunk)
+    head, hidden, targets = _head_case()
+    head.requires_grad_(False)
+    weights = torch.linspace(-1, 2, len(targets), dtype=torch.float64)
+    saved: list[torch.Size] = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.shape) or t, lambda t: t):
+        out = head_logps(head, hidden, targets)
+    (out * weights).sum().backward()
+    got = hidden.grad.clone()
+    hidden.grad = None
+    (_plain(head, hidden, targets) * weights).sum().backward()
+    assert_close(got, hidden.grad)
+    assert saved == [hidden.shape]
+    with torch.no_grad():  # scoring (the reference, eval): no gradient factor is computed
+        assert_close(head_logps(head, hidden, targets), _plain(head, hidden, targets))

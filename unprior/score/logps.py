@@ -85,21 +85,39 @@ def _row_chunks(rows: int, vocabulary: int) -> list[slice]:
 
 
 class _LinearHeadLogps(torch.autograd.Function):
-    """``z = h Wᵀ + b``, ``logp = log_softmax(z)[t]`` per row; backward ``∂logp/∂z = onehot(t) − softmax(z)``, with
-    ``z`` recomputed tile by tile (one more ``h Wᵀ`` instead of keeping ``(rows, vocabulary)`` logits)."""
+    """``z = h Wᵀ + b``, ``logp = log_softmax(z)[t]`` per row, tile by tile; ``∂logp/∂z = onehot(t) − softmax(z)``.
+
+    A trainable head needs ``∂/∂W = Σ_rows g·(onehot − softmax)ᵀ h``, which depends on the upstream gradient ``g``,
+    so backward recomputes each tile (one more ``h Wᵀ`` instead of keeping the logits). A frozen head (LoRA, the
+    papers' recipe) needs only ``∂/∂h = g·(W[t] − softmax(z) W)``, whose second factor does not depend on ``g``:
+    forward computes it per tile while the tile is at hand, keeps it (rows × width), and backward only scales it.
+    """
 
     @staticmethod
     def forward(ctx, hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor) -> Tensor:
-        out = torch.empty(hidden.shape[0], dtype=torch.promote_types(weight.dtype, torch.float32),
-                          device=hidden.device)
+        dtype = torch.promote_types(weight.dtype, torch.float32)
+        out = torch.empty(hidden.shape[0], dtype=dtype, device=hidden.device)
+        frozen_head = ctx.needs_input_grad[0] and not any(ctx.needs_input_grad[1:3])
+        dlogp_dh = torch.empty(hidden.shape, dtype=dtype, device=hidden.device) if frozen_head else None
         for rows in _row_chunks(hidden.shape[0], weight.shape[0]):
-            logits = nn.functional.linear(hidden[rows], weight, bias).to(out.dtype)
-            out[rows] = torch.log_softmax(logits, -1).gather(-1, targets[rows, None]).squeeze(-1)
-        ctx.save_for_backward(hidden, weight, bias, targets)
+            logits = nn.functional.linear(hidden[rows], weight, bias).to(dtype)
+            logp = torch.log_softmax(logits, -1)
+            out[rows] = logp.gather(-1, targets[rows, None]).squeeze(-1)
+            if dlogp_dh is not None:
+                probs = logp.exp_()
+                dlogp_dh[rows] = weight[targets[rows]].to(dtype) - (probs.to(weight.dtype) @ weight).to(dtype)
+        if dlogp_dh is not None:
+            ctx.save_for_backward(dlogp_dh)
+        else:
+            ctx.save_for_backward(hidden, weight, bias, targets)
+        ctx.frozen_head, ctx.hidden_dtype = frozen_head, hidden.dtype
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
+        if ctx.frozen_head:
+            (dlogp_dh,) = ctx.saved_tensors
+            return (grad[:, None] * dlogp_dh).to(ctx.hidden_dtype), None, None, None
         hidden, weight, bias, targets = ctx.saved_tensors
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
         grad_h = torch.empty_like(hidden) if need_h else None
