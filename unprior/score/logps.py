@@ -47,10 +47,10 @@ def head_logps(head: nn.Module, hidden: Tensor, targets: Tensor) -> Tensor:
     """``log softmax(head(hidden))[targets]`` per row, without keeping ``(rows, vocabulary)`` logits for backward.
 
     A plain ``nn.Linear`` head (the usual case: untied or tied, full fine-tuning or frozen) goes through
-    :class:`_LinearHeadLogps`: chunks of rows, one logits tile at a time, recomputed in backward, so the memory of
-    the head is one tile instead of about three full ``(rows, vocabulary)`` float32 tensors, and the backward is one
-    fused pass per tile instead of autograd's log-softmax chain. Other heads (LoRA-wrapped, sharded DTensor weights,
-    hooked or offloaded modules, under autocast) run as ``log_softmax(head(hidden)).gather``.
+    :class:`_LinearHeadLogps`: chunks of rows, one logits tile at a time, recomputed in backward for a trainable head
+    and not needed there for a frozen one, so the memory of the head is one tile instead of about three full
+    ``(rows, vocabulary)`` float32 tensors. Other heads (LoRA-wrapped, sharded DTensor weights, hooked or offloaded
+    modules, under autocast) run as ``log_softmax(head(hidden)).gather``, logits kept.
 
     Args:
         head: the model's output embedding.
