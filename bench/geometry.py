@@ -181,13 +181,6 @@ def run_unprior(args: argparse.Namespace, method: str) -> dict:
     return {"seconds": [m["seconds"] for m in rows], "losses": [m["loss"] for m in rows]}
 
 
-def plain_head_logps(head, hidden, targets):
-    """:func:`unprior.score.logps.head_logps` forced onto its generic path (the head called as a module, then
-    ``log_softmax`` + gather, logits kept for backward): the side ``unprior_plain_head``."""
-    logits = head(hidden).float()
-    return logits.log_softmax(-1).gather(-1, targets[:, None]).squeeze(-1)
-
-
 def run_score(args: argparse.Namespace) -> dict:
     from unprior.score.config import ScoreConfig
     from unprior.score.reference import ensure_reference
@@ -206,6 +199,7 @@ def run_side(args: argparse.Namespace) -> dict:
         return run_score(args)
     if args.side == "unprior_plain_head":
         import unprior.score.prefix
+        from unprior.score.logps import plain_head_logps
 
         unprior.score.prefix.head_logps = plain_head_logps
     return run_unprior(args, "naive" if args.side == "unprior_naive" else "prefix")

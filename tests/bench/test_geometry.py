@@ -77,13 +77,12 @@ def test_plain_head_gives_trls_fused_kernel_log_probs_and_gradients():
         assert torch.allclose(a, b, atol=1e-5)
 
 
-def test_plain_head_side_equals_head_logps():
-    from unprior.score.logps import head_logps
+def test_plain_head_equals_head_logps():
+    from unprior.score.logps import head_logps, plain_head_logps
 
     torch.manual_seed(0)
     head, hidden, targets = torch.nn.Linear(8, 40), torch.randn(9, 8), torch.randint(0, 40, (9,))
-    assert torch.allclose(geometry.plain_head_logps(head, hidden, targets), head_logps(head, hidden, targets),
-                          atol=1e-6)
+    assert torch.allclose(plain_head_logps(head, hidden, targets), head_logps(head, hidden, targets), atol=1e-6)
 
 
 def test_phases_per_steady_step(monkeypatch):

@@ -62,6 +62,12 @@ def head_logps(head: nn.Module, hidden: Tensor, targets: Tensor) -> Tensor:
     """
     if _plain_linear(head, hidden):
         return _LinearHeadLogps.apply(hidden, head.weight, head.bias, targets)
+    return plain_head_logps(head, hidden, targets)
+
+
+def plain_head_logps(head: nn.Module, hidden: Tensor, targets: Tensor) -> Tensor:
+    """:func:`head_logps` without tiles: the head called as a module, ``log_softmax`` + gather, logits kept for
+    backward (the path for heads that cannot be tiled; bench/ measures it against the tiled one)."""
     logits = head(hidden)
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     return logits.log_softmax(-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
