@@ -252,6 +252,18 @@ def _objective(run: Run, batch: TrainBatch) -> ObjectiveOutput:
     return objective_loss(chosen, negatives, run.cfg.objective, corrupted=corrupted)
 
 
+TIE_RTOL = 1e-5
+"""Two summed log-probs closer than this, relative to the magnitudes summed, are a tie: fp32 sums over a few hundred
+tokens differ by about 1e-6 relative between batch shapes, process counts and CPU kernel paths."""
+
+
+def wins(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, rtol: float = TIE_RTOL) -> torch.Tensor:
+    """1 where ``a > b``, 0 where ``a < b``, 0.5 where ``|a - b| <= rtol * scale`` (a tie at float precision)."""
+    diff = a - b
+    tie = diff.abs() <= rtol * scale
+    return torch.where(tie, 0.5, (diff > 0).to(diff.dtype))
+
+
 @torch.no_grad()
 def evaluate(run: Run, data: PreferenceData) -> dict[str, float]:
     """Held-out preference accuracy per kind, every process taking a share of equally many batches.
@@ -259,6 +271,10 @@ def evaluate(run: Run, data: PreferenceData) -> dict[str, float]:
     - ``eval/reward_accuracy/<k>``: the implicit reward margin (policy vs reference log-ratios) is positive.
     - ``eval/logp_accuracy/<k>``: the policy gives the chosen answer a higher summed log-prob than the negative.
     - ``eval/margin/<k>``: mean summed log-ratio margin ψ_Σ (no β).
+
+    Both accuracies count a tie (:func:`wins`) as half a win, so at step 0, where the policy is the reference and
+    every margin is zero up to float summation order, they read 0.5 on every machine instead of a coin flip decided
+    by rounding (docs/train.md, "Metrics").
     """
     acc = run.accelerator
     per_step = run.cfg.batch_size * acc.num_processes
@@ -272,9 +288,12 @@ def evaluate(run: Run, data: PreferenceData) -> dict[str, float]:
         for i, kind in enumerate(data.kinds):
             neg, present = negatives[kind], negatives[kind].mask & valid
             psi = (chosen.policy.sum - chosen.reference.sum) - (neg.policy.sum - neg.reference.sum)
-            totals[i] += torch.stack([present.sum(), (present & (psi > 0)).sum(),
-                                      (present & (chosen.policy.sum > neg.policy.sum)).sum(),
-                                      torch.where(present, psi, 0).sum()]).double()
+            reward = wins(chosen.policy.sum - chosen.reference.sum, neg.policy.sum - neg.reference.sum,
+                          scale=chosen.policy.sum.abs() + chosen.reference.sum.abs() + neg.policy.sum.abs()
+                          + neg.reference.sum.abs())
+            logp = wins(chosen.policy.sum, neg.policy.sum, scale=chosen.policy.sum.abs() + neg.policy.sum.abs())
+            counts = [present.sum(), *(torch.where(present, x, 0).sum() for x in (reward, logp, psi))]
+            totals[i] += torch.stack(counts).double()
     run.scorer.train()
     totals = acc.reduce(totals, reduction="sum")
     out = {}
