@@ -2,6 +2,10 @@
 
 Each entry names the config class and the run function by import path, so ``unprior --help`` starts without
 importing torch. ``unprior <command> --help`` lists every config field with its default and documentation.
+
+Failures (docs/errors.md): bad usage (a bad config value, a missing or invalid input file, an output that exists)
+prints one line on stderr and exits 2; failed work prints one line and exits 1. The traceback is shown only with
+``--debug`` or ``UNPRIOR_DEBUG=1``.
 """
 
 from __future__ import annotations
@@ -9,10 +13,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from dataclasses import dataclass
 
 from unprior.config import ConfigError, describe, load_config
+from unprior.io import InputError
+
+USAGE_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigError, InputError, FileExistsError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
+"""Bad usage: exit 2 with the exception's one-line message (it names the field or file and the fix)."""
+DEBUG_ENV = "UNPRIOR_DEBUG"
 
 
 @dataclass(frozen=True)
@@ -187,11 +198,35 @@ def flag_overrides(args: list[str]) -> list[str]:
     return out
 
 
+def _debugging(rest: list[str]) -> tuple[bool, list[str]]:
+    """Whether ``--debug`` was given (or ``UNPRIOR_DEBUG`` is set to anything but 0), and the arguments without it."""
+    wanted = "--debug" in rest or os.environ.get(DEBUG_ENV, "0") not in ("", "0")
+    return wanted, [a for a in rest if a != "--debug"]
+
+
+def _message(error: Exception) -> str:
+    """The error's text; an OSError from ``open`` reads "No such file or directory: PATH" (no errno prefix)."""
+    if isinstance(error, OSError) and error.strerror and error.filename:
+        return f"{error.strerror}: {error.filename}"
+    return str(error)
+
+
+def report_failure(name: str, error: Exception) -> int:
+    """One line on stderr for a stage that raised; returns the exit code (2: bad usage, 1: failed work)."""
+    if isinstance(error, USAGE_ERRORS):
+        print(f"unprior {name}: {_message(error)}", file=sys.stderr)
+        return 2
+    print(f"unprior {name}: failed: {type(error).__name__}: {_message(error)} (rerun with --debug for the traceback)",
+          file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     name, rest = _split_command(argv)
     if name is None:
         return _no_command(argv)
+    debug, rest = _debugging(rest)
     cmd = COMMANDS[name]
     if "-h" in rest or "--help" in rest:
         print(_command_help(name, cmd))
@@ -208,10 +243,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         cfg = load_config(_load(cmd.config), args.config, overrides)  # type: ignore[arg-type]
-    except ConfigError as e:
-        print(f"unprior {name}: {e}", file=sys.stderr)
-        return 2
-    result = _load(cmd.run)(cfg)  # type: ignore[operator]
+        result = _load(cmd.run)(cfg)  # type: ignore[operator]
+    except Exception as e:
+        if debug:
+            raise
+        return report_failure(name, e)
     return result if isinstance(result, int) else 0
 
 

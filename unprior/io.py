@@ -25,6 +25,14 @@ class OutputExistsError(FileExistsError):
     """The output directory exists and is not empty, and overwriting was not asked for."""
 
 
+class InputError(ValueError):
+    """A bad input the user can fix: a missing, unreadable, empty or mismatched file or directory.
+
+    The message is one line naming the file (and row or field where there is one) and the fix; ``unprior`` prints
+    it without a traceback and exits 2 (docs/errors.md).
+    """
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file and ``os.replace`` (readers never see a partial file)."""
     path = Path(path)
