@@ -48,3 +48,47 @@ def test_load_processor_plain_llava(tmp_path: Path) -> None:
     model, processor = build_tiny("llava", CORPUS)
     save_model(model, processor, tmp_path)
     assert type(load_processor(tmp_path)).__name__ == "LlavaProcessor"
+
+
+STANDARD = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor"}
+
+
+def assert_standard_processor_files(folder: Path, family: str) -> None:
+    """What unprior saves for a Qwen-VL names the stock processor and carries a video processor entry, so that
+    plain ``AutoProcessor.from_pretrained`` builds the real processor where torchvision is installed."""
+    import json
+
+    saved = json.loads((folder / "processor_config.json").read_text())
+    assert saved["processor_class"] == STANDARD[family]
+    assert saved["video_processor"]["video_processor_type"] == "Qwen2VLVideoProcessor"
+    assert saved["video_processor"]["patch_size"] == saved["image_processor"]["patch_size"]
+    assert json.loads((folder / "tokenizer_config.json").read_text())["processor_class"] == STANDARD[family]
+    assert "NoVideo" not in "".join(p.read_text() for p in folder.glob("*.json"))
+
+
+@pytest.mark.parametrize("family", sorted(STANDARD))
+def test_saved_qwen_processor_loads_with_the_standard_classes(family: str, tmp_path: Path) -> None:
+    from transformers import AutoProcessor, ProcessorMixin
+    from transformers.models.auto.processing_auto import processor_class_from_name
+    from transformers.utils import is_torchvision_available
+
+    model, processor = build_tiny(family, CORPUS)
+    save_model(model, processor, tmp_path)
+    assert_standard_processor_files(tmp_path, family)
+    assert processor_class_from_name(STANDARD[family]).__name__ == STANDARD[family]
+    if is_torchvision_available():  # tools/compat.sh's newest venv: the stock processor, video processor included
+        stock = AutoProcessor.from_pretrained(tmp_path)
+        assert type(stock).__name__ == STANDARD[family] and stock.video_processor is not None
+    else:  # never a bare tokenizer in silence: AutoProcessor says what it lacks
+        with pytest.raises(ImportError, match=r"[Tt]orchvision"):
+            AutoProcessor.from_pretrained(tmp_path)
+    # unprior loads the same folder without torchvision, with identical ids; saving it again stays standard.
+    loaded = load_processor(tmp_path)
+    assert isinstance(loaded, ProcessorMixin) and loaded.image_processor is not None
+    image = Image.new("RGB", (56, 56), (200, 30, 30))
+    message = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Hi"}]}
+    text = loaded.apply_chat_template([message], add_generation_prompt=True)
+    assert torch.equal(loaded(text=[text], images=[image], return_tensors="pt")["input_ids"],
+                       processor(text=[text], images=[image], return_tensors="pt")["input_ids"])
+    loaded.save_pretrained(tmp_path / "again")
+    assert_standard_processor_files(tmp_path / "again", family)

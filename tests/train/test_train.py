@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from models.test_families import STANDARD, assert_standard_processor_files
 from peft import PeftModel
 from safetensors.torch import load_file
 from score.helpers import make_rows, pairs_file
@@ -70,6 +71,7 @@ def test_merged_full_and_bad_rows(family_model, tmp_path):
     train(run)
     merged, _ = load_model(tmp_path / "run" / "model")
     assert type(merged).__name__ == "Qwen2VLForConditionalGeneration"
+    assert_standard_processor_files(tmp_path / "run" / "model", "qwen2_vl")  # issue 21 item 2, merged folder
     assert not any("lora" in k for k in merged.state_dict())
 
 
@@ -81,6 +83,8 @@ def test_every_family_trains(family, family_model, train_pairs, tmp_path):
     train(run)
     assert len(losses(out)) == 2 and all(torch.isfinite(torch.tensor(v)) for _, v in losses(out))
     assert (out / "model" / "adapter_model.safetensors").is_file()
+    if family in STANDARD:  # the adapter folder loads with the stock processor class (issue 21 item 2)
+        assert_standard_processor_files(out / "model", family)
 
 
 def test_full_fine_tuning_freezes_the_vision_side(family_model, train_pairs, tmp_path):

@@ -27,22 +27,59 @@ from transformers.models.qwen2_vl.processing_qwen2_vl import Qwen2VLProcessor
 # Model classes are imported inside the builders: loading a processor should not import every architecture.
 
 
-class Qwen2VLProcessorNoVideo(Qwen2VLProcessor):
+class _NoVideoSavesStandard:
+    """Save a no-video Qwen-VL processor under the standard class names, so that plain transformers loads it.
+
+    ``processor_config.json`` and ``tokenizer_config.json`` name the stock processor (``Qwen2VLProcessor``, ...) and
+    ``processor_config.json`` carries a ``video_processor`` entry (``Qwen2VLVideoProcessor``, with the image
+    processor's patch geometry): with torchvision installed, ``AutoProcessor.from_pretrained`` then builds the real
+    processor, as for a hub Qwen-VL checkpoint. Without torchvision :func:`load_processor` still falls back to the
+    subclass (docs/pairs.md, "Your own Qwen-VL folder").
+    """
+
+    standard_name: str
+    VIDEO_KEYS = ("patch_size", "temporal_patch_size", "merge_size", "image_mean", "image_std", "do_convert_rgb")
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        kwargs.pop("video_processor", None)  # the standard entry this class writes; there is no video processor here
+        super().__init__(image_processor, tokenizer, video_processor=None, chat_template=chat_template, **kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()  # type: ignore[misc]
+        out["processor_class"] = self.standard_name
+        image = out.get("image_processor") or {}
+        out.setdefault("video_processor", {
+            "video_processor_type": "Qwen2VLVideoProcessor",
+            **{k: image[k] for k in self.VIDEO_KEYS if k in image},
+        })
+        return out
+
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+        saved = super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)  # type: ignore[misc]
+        self.tokenizer._set_processor_class(self.standard_name)  # type: ignore[attr-defined]
+        config = Path(save_directory) / "tokenizer_config.json"
+        if config.is_file():
+            data = json.loads(config.read_text())
+            if "processor_class" in data:
+                data["processor_class"] = self.standard_name
+                config.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        return saved
+
+
+class Qwen2VLProcessorNoVideo(_NoVideoSavesStandard, Qwen2VLProcessor):
     """``Qwen2VLProcessor`` without the video processor (which needs torchvision; platform.md §2).
 
     ``ProcessorMixin`` reads its attributes from this signature, so the video attribute disappears; save and
-    ``from_pretrained`` work and give identical ids.
+    ``from_pretrained`` work and give identical ids. What it saves names ``Qwen2VLProcessor``.
     """
 
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        super().__init__(image_processor, tokenizer, video_processor=None, chat_template=chat_template, **kwargs)
+    standard_name = "Qwen2VLProcessor"
 
 
-class Qwen2_5_VLProcessorNoVideo(Qwen2_5_VLProcessor):
-    """``Qwen2_5_VLProcessor`` without the video processor (platform.md §2)."""
+class Qwen2_5_VLProcessorNoVideo(_NoVideoSavesStandard, Qwen2_5_VLProcessor):
+    """``Qwen2_5_VLProcessor`` without the video processor (platform.md §2); saves as ``Qwen2_5_VLProcessor``."""
 
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        super().__init__(image_processor, tokenizer, video_processor=None, chat_template=chat_template, **kwargs)
+    standard_name = "Qwen2_5_VLProcessor"
 
 
 NO_VIDEO_PROCESSORS: dict[str, type[ProcessorMixin]] = {
