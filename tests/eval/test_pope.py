@@ -6,6 +6,7 @@ import pytest
 
 from unprior.config import ConfigError, from_dict
 from unprior.eval.benchmarks.pope import parse_pope, parse_pope_exact, pope_metrics
+from unprior.eval.common import check_images
 from unprior.eval.config import EvalConfig
 from unprior.eval.registry import DataError, make_benchmark
 from unprior.eval.runner import run_eval
@@ -116,7 +117,7 @@ def test_pope_bad_rows_name_file_and_line(tmp_path):
 
     q.write_text('{"question_id": 1, "image": "missing.jpg", "text": "x", "label": "yes"}\n')
     with pytest.raises(DataError, match=r"coco_pope_random.json:1: image not found: .*missing.jpg"):
-        bench.load()
+        check_images(bench.load())  # the runner checks the images of the items a run uses
 
     q.write_text('{"question_id": 1, "image": "../../etc/passwd", "text": "x", "label": "yes"}\n')
     with pytest.raises(DataError, match="escapes the dataset root"):
@@ -142,3 +143,36 @@ def test_pope_options_validation():
         make_benchmark("pope", {"questions": {"random": "q"}, "image_root": "x", "parser": "fuzzy"})
     with pytest.raises(ConfigError, match=r"options\.colour"):
         make_benchmark("pope", {"questions": {"random": "q"}, "image_root": "x", "colour": 1})
+
+
+def test_pope_limit_is_per_split_and_checks_only_used_images(tmp_path, quiet_console):
+    """Issue 21 item 3: ``limit`` takes the first N questions of every split, ``mean_f1`` is over the splits that
+    ran (named in provenance), and an image that only a question past the limit uses is never looked for."""
+    images = touch_images(tmp_path / "val2014", ["a.jpg"])
+    files = {}
+    for split in ("random", "popular", "adversarial"):
+        rows = [{"question_id": i, "image": "a.jpg" if i < 2 else "gone.jpg", "text": f"Is there a {split}{i}?",
+                 "label": "yes" if i % 2 else "no"} for i in range(5)]
+        files[split] = str(write_jsonl(tmp_path / f"coco_pope_{split}.json", rows))
+    options = {"questions": files, "image_root": str(images)}
+    cfg = from_dict(EvalConfig, {"benchmark": "pope", "out_dir": str(tmp_path / "run"), "limit": 2,
+                                 "options": options})
+    gen = ScriptedGenerator(default="Yes")
+    res = run_eval(cfg, gen, console=quiet_console)
+    assert gen.seen == [f"{s}/{i}" for s in files for i in range(2)]
+    assert res["n_items"] == 6
+    assert res["provenance"]["items_per_split"] == {"random": 2, "popular": 2, "adversarial": 2}
+    assert res["provenance"]["mean_f1_splits"] == ["random", "popular", "adversarial"]
+    assert {f"{s}/f1" for s in files} <= set(res["metrics"])
+    assert res["metrics"]["mean_f1"] == pytest.approx(res["metrics"]["random/f1"])
+    # one split only: the mean is that split's, and provenance says so
+    one = from_dict(EvalConfig, {"benchmark": "pope", "out_dir": str(tmp_path / "one"), "limit": 2,
+                                 "options": {**options, "questions": {"popular": files["popular"]}}})
+    assert run_eval(one, ScriptedGenerator(), console=quiet_console)["provenance"]["mean_f1_splits"] == ["popular"]
+    # a used question's missing image fails before generation, naming the file and line
+    bad = from_dict(EvalConfig, {"benchmark": "pope", "out_dir": str(tmp_path / "bad"), "limit": 3,
+                                 "options": options})
+    gen = ScriptedGenerator()
+    with pytest.raises(DataError, match=r"coco_pope_random.json:3: image not found: .*gone.jpg"):
+        run_eval(bad, gen, console=quiet_console)
+    assert gen.seen == []

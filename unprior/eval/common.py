@@ -7,11 +7,11 @@ import binascii
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from unprior.eval.registry import DataError
+from unprior.eval.registry import DataError, Item
 from unprior.io import atomic_write_bytes, cache_root, read_jsonl, resolve_inside
 
 
@@ -76,15 +76,26 @@ def get_field(row: dict[str, Any], key: str, where: str, kind: type | tuple[type
     return value
 
 
-def image_file(root: str | Path, relative: str, where: str) -> Path:
-    """Absolute path of an image under ``root``; DataError if it escapes the root or does not exist."""
+def image_file(root: str | Path, relative: str, where: str, *, check: bool = True) -> Path:
+    """Absolute path of an image under ``root``; DataError if it escapes the root or (``check``) does not exist.
+
+    With ``check=False`` existence is left to :func:`check_images`, which the runner calls on the items a run
+    actually uses (after ``limit``), so a quick run does not fail on an image it would never read.
+    """
     try:
         path = resolve_inside(root, relative)
     except ValueError as e:
         raise DataError(f"{where}: {e}") from None
-    if not path.is_file():
+    if check and not path.is_file():
         raise DataError(f"{where}: image not found: {path}")
     return path
+
+
+def check_images(items: Iterable[Item]) -> None:
+    """DataError naming the first item (its file and row) whose image file does not exist."""
+    for item in items:
+        if item.image is not None and not item.image.is_file():
+            raise DataError(f"{item.where or item.id}: image not found: {item.image}")
 
 
 def embedded_image(data: str, where: str) -> Path:

@@ -29,7 +29,9 @@ class EvalConfig:
     max_new_tokens: int | None = None
     """Answer length limit; null uses the benchmark's reference value."""
     limit: int | None = None
-    """Run only the first N items (whole instances for grouped benchmarks), for smoke tests."""
+    """Run only the first N items (whole instances for grouped benchmarks; per split for POPE), for smoke tests.
+
+    Only the images of the items that run are checked."""
     temperature: float = 0.0
     """0 means greedy (deterministic) decoding; > 0 samples."""
     top_p: float = 1.0

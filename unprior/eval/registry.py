@@ -52,6 +52,8 @@ class Item:
     """Absolute path of the image, or None for a text-only query."""
     target: dict[str, Any] = field(default_factory=dict)
     """Ground truth and grouping fields used by ``score`` and ``aggregate`` (JSON-safe)."""
+    where: str = ""
+    """The data file and row it came from (``file:line``), for errors found after loading (a missing image)."""
 
 
 @dataclass(frozen=True)

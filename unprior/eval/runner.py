@@ -29,7 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import unprior
 from unprior.config import config_hash, to_dict
-from unprior.eval.common import append_jsonl, read_resumable_jsonl
+from unprior.eval.common import append_jsonl, check_images, read_resumable_jsonl
 from unprior.eval.config import EvalConfig
 from unprior.eval.registry import Benchmark, DataError, GenerateFn, Item, Request, make_benchmark
 from unprior.io import read_json, write_json, write_jsonl
@@ -123,6 +123,7 @@ def _prepare(cfg: EvalConfig, bench: Benchmark) -> tuple[Path, list[Item]]:
         raise DataError(f"benchmark {bench.name}: duplicate item ids {dups[:5]}")
     if cfg.limit is not None:
         items = bench.head(items, cfg.limit)
+    check_images(items)  # only the images this run uses
     out = Path(cfg.out_dir)
     if cfg.overwrite:
         for name in (SAMPLES, SCORES, RESULTS, GENERATION):

@@ -16,6 +16,7 @@ for LLaVA-1.5) has 2910 questions, the current one 3000.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -111,15 +112,28 @@ class Pope(Benchmark):
                 if qid in seen:
                     raise DataError(f"{where}: duplicate question_id {qid}")
                 seen.add(qid)
-                image = image_file(root, get_field(row, "image", where, str), where)
-                items.append(Item(f"{split}/{qid}", self.build_prompt(row), image, {"split": split, "label": label}))
+                image = image_file(root, get_field(row, "image", where, str), where, check=False)
+                items.append(Item(f"{split}/{qid}", self.build_prompt(row), image, {"split": split, "label": label},
+                                  where=where))
         return items
+
+    def head(self, items: list[Item], limit: int) -> list[Item]:
+        """The first ``limit`` questions of *each* split, so every split's metrics and ``mean_f1`` stay defined."""
+        taken: Counter[str] = Counter()
+        out = []
+        for item in items:
+            split = item.target["split"]
+            if taken[split] < limit:
+                taken[split] += 1
+                out.append(item)
+        return out
 
     def metrics(self) -> list[Metric]:
         names = {"accuracy": True, "precision": True, "recall": True, "f1": True, "yes_ratio": None}
         out = [Metric(f"{s}/{n}", hib, f"{n} on the {s} split, percent") for s in self.options.questions
                for n, hib in names.items()]
-        return [*out, Metric("mean_f1", True, "mean F1 over the splits (LLaVA's single POPE number), percent")]
+        return [*out, Metric("mean_f1", True, "mean F1 over the splits that ran (LLaVA's single POPE number; "
+                                               "provenance.mean_f1_splits names them), percent")]
 
     def headline(self) -> list[str]:
         return [*(f"{s}/f1" for s in self.options.questions), "mean_f1"]
@@ -133,17 +147,22 @@ class Pope(Benchmark):
     def aggregate(self, items: Sequence[Item], scores: Sequence[dict[str, Any]]) -> dict[str, float]:
         out: dict[str, float] = {}
         f1s = []
+        self._counts: dict[str, int] = {}
         for split in self.options.questions:
             rows = [s for it, s in zip(items, scores, strict=True) if it.target["split"] == split]
+            self._counts[split] = len(rows)
             if not rows:
                 continue
             m = pope_metrics([r["parsed"] for r in rows], [r["label"] for r in rows])
             out.update({f"{split}/{k}": v for k, v in m.items()})
             f1s.append(m["f1"])
-        out["mean_f1"] = sum(f1s) / len(f1s) if f1s else 0.0
+        if f1s:
+            out["mean_f1"] = sum(f1s) / len(f1s)
         return out
 
     def provenance(self) -> dict[str, Any]:
         exact = self.options.parser == "exact"
+        counts = getattr(self, "_counts", {})
         return {"parser": self.options.parser, "parser_version": EXACT_PARSER_VERSION if exact else PARSER_VERSION,
-                "yes_ratio_from": "predictions"}
+                "yes_ratio_from": "predictions", "items_per_split": counts,
+                "mean_f1_splits": [s for s, n in counts.items() if n]}
