@@ -3,6 +3,8 @@ and the labelled approximation when the NLP resources are missing."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from unprior.config import ConfigError, from_dict
@@ -170,3 +172,60 @@ def test_amber_data_errors(tmp_path):
         make_benchmark("amber", {"data_dir": str(data), "image_root": str(images)}).load()
     with pytest.raises(ConfigError, match="spacy_model"):
         make_benchmark("amber", {"data_dir": "d", "image_root": "i", "similarity": "spacy"})
+
+
+def test_amber_groups_without_items_read_na(tmp_path, quiet_console):
+    """Issue 21 item 4: a limit that keeps only generative items leaves the discriminative groups n/a (null in
+    results.json, "n/a" in the summary and in compare), and no amber_score is made from a missing part."""
+    import io
+
+    from rich.console import Console
+
+    from unprior.eval.compare import compare_table, format_table, load_run
+
+    data, images = _amber_data(tmp_path)
+    cfg = from_dict(EvalConfig, {"benchmark": "amber", "out_dir": str(tmp_path / "run"), "limit": 2,
+                                 "options": {"data_dir": str(data), "image_root": str(images)}})
+    out = io.StringIO()
+    res = run_eval(cfg, ScriptedGenerator({"Describe": "A man and a dog on the grass."}),
+                   console=Console(file=out, width=200))
+    m = res["metrics"]
+    assert res["n_items"] == 2 and m["chair"] is not None
+    for group in ("discriminative", "existence", "attribute", "state", "number", "action", "relation"):
+        assert all(m[f"{group}/{k}"] is None for k in ("accuracy", "precision", "recall", "f1"))
+    assert m["amber_score"] is None
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())["metrics"]
+    assert saved["discriminative/f1"] is None and saved["amber_score"] is None
+    assert "discriminative/f1 n/a" in out.getvalue() and "amber_score n/a" in out.getvalue()
+    table = format_table(*compare_table([load_run(tmp_path / "run")]))
+    assert "n/a" in table.splitlines()[-1]
+    # only discriminative items: the generative metrics are n/a instead
+    disc = from_dict(EvalConfig, {"benchmark": "amber", "out_dir": str(tmp_path / "disc"),
+                                  "options": {"data_dir": str(data), "image_root": str(images),
+                                              "query_file": str(_queries(data, range(3, 9)))}})
+    m = run_eval(disc, ScriptedGenerator(default="No"), console=quiet_console)["metrics"]
+    assert m["chair"] is None and m["cover"] is None and m["amber_score"] is None
+    assert m["discriminative/f1"] is not None
+
+
+def _queries(data, ids):
+    rows = [q for q in json.loads((data / "query" / "query_all.json").read_text()) if q["id"] in ids]
+    return write_json(data / "query" / "some.json", rows)
+
+
+def test_amber_nltk_without_data_fails_before_generation(tmp_path, quiet_console, monkeypatch):
+    pytest.importorskip("nltk")
+    import nltk
+
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path / "no-nltk-data")])
+    data, images = _amber_data(tmp_path)
+    cfg = from_dict(EvalConfig, {"benchmark": "amber", "out_dir": str(tmp_path / "run"),
+                                 "options": {"data_dir": str(data), "image_root": str(images), "nlp": "nltk"}})
+    gen = ScriptedGenerator()
+    with pytest.raises(DataError, match=r"options.nlp: nltk needs the NLTK data \['punkt_tab', "):
+        run_eval(cfg, gen, console=quiet_console)
+    assert gen.seen == []
+    # discriminative only: no nouns to extract, so NLTK is not needed
+    disc = make_benchmark("amber", {"data_dir": str(data), "image_root": str(images), "nlp": "nltk",
+                                    "task": "discriminative"})
+    assert len(disc.load()) == 6

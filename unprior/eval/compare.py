@@ -87,7 +87,7 @@ def compare_table(runs: list[dict[str, Any]], metrics: list[str] | None = None) 
 
 def format_table(labels: list[str], cols: list[Column], values: list[list[float | None]],
                  approximate: set[tuple[str, str]] | None = None) -> str:
-    """Plain-text table; ``*`` marks the best value per column, ``~`` an approximate protocol."""
+    """Plain-text table; ``*`` marks the best value per column, ``~`` an approximate protocol, n/a no value."""
     approximate = approximate or set()
     header = ["model", *(c.title.replace("\n", ": ") for c in cols)]
     body = []
@@ -96,7 +96,7 @@ def format_table(labels: list[str], cols: list[Column], values: list[list[float 
         for j, c in enumerate(cols):
             v = values[i][j]
             best = _best([row[j] for row in values], c.higher_is_better)
-            text = "-" if v is None else f"{v:.{c.digits}f}"
+            text = "n/a" if v is None else f"{v:.{c.digits}f}"  # not run, or no items for it in the run
             text += "*" if v is not None and v == best else ""
             text += "~" if (label, c.benchmark) in approximate else ""
             cells.append(text)

@@ -116,8 +116,9 @@ class Benchmark(ABC):
         """Per-item JSON-safe record, written beside the answer in ``samples.jsonl``."""
 
     @abstractmethod
-    def aggregate(self, items: Sequence[Item], scores: Sequence[dict[str, Any]]) -> dict[str, float]:
-        """Metric name -> value over all items (``items[i]`` goes with ``scores[i]``)."""
+    def aggregate(self, items: Sequence[Item], scores: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+        """Metric name -> value over all items (``items[i]`` goes with ``scores[i]``); None where the run had no
+        items to compute it from (written as null, shown as n/a)."""
 
     def score_all(self, items: Sequence[Item], answers: Sequence[str], workdir: Path) -> list[dict[str, Any]]:
         """Score every item. Benchmarks that call a judge override this to batch, cache and resume in ``workdir``."""

@@ -165,7 +165,7 @@ def run_eval(cfg: EvalConfig, generate_fn: GenerateFn | None = None, model_info:
     return results
 
 
-def _results(cfg: EvalConfig, bench: Benchmark, settings: dict[str, Any], metrics: dict[str, float], n: int,
+def _results(cfg: EvalConfig, bench: Benchmark, settings: dict[str, Any], metrics: dict[str, float | None], n: int,
              n_new: int, model_info: dict[str, Any]) -> dict[str, Any]:
     info = {m.name: {"higher_is_better": m.higher_is_better, "description": m.description, "digits": m.digits}
             for m in bench.metrics()}
@@ -197,7 +197,11 @@ def summary(results: dict[str, Any]) -> str:
     parts = []
     for k in results["headline"] or list(results["metrics"]):
         info = results["metric_info"].get(k, {})
-        parts.append(f"{k} {results['metrics'][k]:.{info.get('digits', 1)}f}{arrows[info.get('higher_is_better')]}")
+        value = results["metrics"][k]
+        if value is None:  # no items for this metric in the run (e.g. a group cut off by limit)
+            parts.append(f"{k} n/a")
+            continue
+        parts.append(f"{k} {value:.{info.get('digits', 1)}f}{arrows[info.get('higher_is_better')]}")
     flag = "  [approximate]" if results["provenance"].get("approximate") else ""
     return f"{results['model']['label']} on {results['benchmark']} ({results['n_items']} items): " + ", ".join(
         parts) + flag

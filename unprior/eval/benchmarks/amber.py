@@ -29,6 +29,7 @@ AMBER Score = ((100 - CHAIR) + discriminative F1) / 2 (paper; not computed by th
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -189,6 +190,32 @@ def nltk_nouns(text: str) -> list[str]:  # pragma: no cover - needs NLTK and its
     return [lemmatizer.lemmatize(w) for w, pos in nltk.pos_tag(nltk.word_tokenize(text)) if pos.startswith("NN")]
 
 
+NLTK_DATA = {"punkt_tab": "tokenizers/punkt_tab/english", "averaged_perceptron_tagger_eng":
+             "taggers/averaged_perceptron_tagger_eng", "wordnet": "corpora/wordnet"}
+"""The NLTK data packages ``nlp="nltk"`` needs -> the resource path ``nltk.data.find`` looks up."""
+
+
+def require_nltk() -> None:
+    """Raise DataError naming what is missing when NLTK or one of :data:`NLTK_DATA` is not installed.
+
+    Called by ``load``, so a run with ``nlp: nltk`` fails before generation, not after it.
+    """
+    try:
+        import nltk
+    except ImportError:
+        raise DataError("options.nlp: nltk needs the nltk package (pip install nltk), or use nlp: builtin") from None
+    missing = []
+    for name, resource in NLTK_DATA.items():
+        try:
+            nltk.data.find(resource)
+        except LookupError:
+            missing.append(name)
+    if missing:
+        raise DataError(f"options.nlp: nltk needs the NLTK data {missing}, not found in {nltk.data.path}; install "
+                        f"it with python -m nltk.downloader {' '.join(missing)} (or set NLTK_DATA), or use "
+                        "nlp: builtin")
+
+
 def spacy_similarity(model_path: str, threshold: float) -> Callable[[str, str], bool]:  # pragma: no cover
     """``nlp(a).similarity(nlp(b)) > threshold`` with a local spaCy model, parsing each word once."""
     import spacy
@@ -264,6 +291,8 @@ class Amber(Benchmark):
 
     def load(self) -> list[Item]:
         require_dir(self.options.data_dir, "options.data_dir (AMBER data/)")
+        if self.options.nlp == "nltk" and "generative" in self.groups:
+            require_nltk()
         root = require_dir(self.options.image_root, "options.image_root (AMBER images)")
         annotations = load_json(self._path("annotations.json"), "AMBER annotations.json")
         queries = load_json(self._path(self.options.query_file), "options.query_file")
@@ -342,24 +371,32 @@ class Amber(Benchmark):
             self._similar_fn = spacy_similarity(self.options.spacy_model, self.options.similarity_threshold)
         return self._similar_fn
 
-    def aggregate(self, items: Sequence[Item], scores: Sequence[dict[str, Any]]) -> dict[str, float]:
-        out: dict[str, float] = {}
+    def aggregate(self, items: Sequence[Item], scores: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+        """Every metric of the chosen task; a group with no items (e.g. ``limit`` cut it off) reads None (n/a),
+        never the 0.0 the reference's counters would give, and ``amber_score`` needs both of its parts."""
+        out: dict[str, float | None] = {}
         gen = [s for it, s in zip(items, scores, strict=True) if it.target["group"] == "generative"]
         if "generative" in self.groups:
-            out.update(generative_metrics(gen))
+            out.update(generative_metrics(gen) if gen else dict.fromkeys(("chair", "cover", "hal", "cog")))
         counts = {g: _counts() for g in TYPE_GROUPS.values()}
+        seen: Counter[str] = Counter()
         for it, s in zip(items, scores, strict=True):
             if it.target["group"] != "generative":
+                seen[it.target["group"]] += 1
                 discriminative_counts(s["parsed"], it.target["truth"], counts[it.target["group"]])
         for name in self._disc_groups():
             members = {"discriminative": list(counts), "attribute": ATTRIBUTE}.get(name, (name,))
+            if not any(seen[g] for g in members):
+                out.update({f"{name}/{k}": None for k in ("accuracy", "precision", "recall", "f1")})
+                continue
             c = {k: sum(counts[g][k] for g in members) for k in _counts()}
             if name == "discriminative":  # the reference keeps one overall counter: a single 0.001 start
                 c = {k: v - (len(members) - 1) * INIT * (k.endswith("_num")) for k, v in c.items()}
             m = discriminative_metrics(c, 1e-3 if name == "existence" else 1e-4)
             out.update({f"{name}/{k}": v for k, v in m.items()})
         if self.options.task == "all":
-            out["amber_score"] = ((100 - out["chair"]) + out["discriminative/f1"]) / 2
+            chair, f1 = out["chair"], out["discriminative/f1"]
+            out["amber_score"] = None if chair is None or f1 is None else ((100 - chair) + f1) / 2
         return out
 
     def provenance(self) -> dict[str, Any]:
