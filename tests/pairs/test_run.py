@@ -10,7 +10,7 @@ import pytest
 
 from unprior.cli import _split_command, main
 from unprior.config import ConfigError, load_config
-from unprior.io import read_json
+from unprior.io import InputError, read_json
 from unprior.pairs.run import MergeConfig, PairsConfig, iter_run_rows, merge_pairs, run_pairs, shard_of
 from unprior.pairs.schema import read_pairs
 
@@ -44,13 +44,13 @@ def test_shards_partition_the_samples_and_merge_back(tiny_world: Path, tmp_path:
 
 def test_merge_refuses_missing_or_unfinished_shards(tiny_world: Path, tmp_path: Path) -> None:
     run_pairs(_rules(tiny_world, tmp_path, "num_shards=2", "shard_index=1"))
-    with pytest.raises(RuntimeError, match="shard-00000-of-00002 is missing"):
+    with pytest.raises(InputError, match="shard-00000-of-00002 is missing"):
         merge_pairs(MergeConfig(out=str(tmp_path)))
     summary = merge_pairs(MergeConfig(out=str(tmp_path), allow_partial=True, output=str(tmp_path / "p.jsonl")))
     assert summary["problems"] == ["shard-00000-of-00002 is missing"]
     assert len(read_pairs(tmp_path / "p.jsonl")) == summary["rows"] > 0
     (tmp_path / "shard-00001-of-00002" / "summary.json").unlink()
-    with pytest.raises(RuntimeError, match="not finished"):
+    with pytest.raises(InputError, match="not finished"):
         merge_pairs(MergeConfig(out=str(tmp_path), allow_partial=False))
 
 
@@ -85,11 +85,11 @@ def test_changed_config_or_source_is_refused_and_overwrite_restarts(tiny_world: 
     world = shutil.copytree(tiny_world, tmp_path / "world")
     out = tmp_path / "out"
     run_pairs(_rules(world, out))
-    with pytest.raises(RuntimeError, match="different config"):
+    with pytest.raises(InputError, match="different config"):
         run_pairs(_rules(world, out, "seed=1"))
     lines = (world / "train.jsonl").read_text().splitlines(keepends=True)
     (world / "train.jsonl").write_text("".join(lines[:-3]))
-    with pytest.raises(RuntimeError, match="different source samples"):
+    with pytest.raises(InputError, match="different source samples"):
         run_pairs(_rules(world, out))
     run_pairs(_rules(world, out, "progress=true", "rules.max_negatives=2", "overwrite=true"))
     assert read_json(out / "shard-00000-of-00001" / "summary.json")["parts_generated_by_this_run"] > 0
@@ -170,5 +170,6 @@ def test_dropped_input_rows_are_shown_and_listed_with_their_reason(tmp_path: Pat
     for reason, n in summary["load"]["dropped"].items():
         assert f"input rows dropped: {reason}" in screen and n >= 1
     assert "8 input rows dropped, listed in" in screen and "rejected.jsonl" in screen
-    assert main(["pairs", "merge", f"out={out}"]) == 0
+    assert main(["pairs", "merge", f"out={out}"]) == 2  # no row left: refused, with the rows listed
+    assert "no rows to merge" in capsys.readouterr().err
     assert read_json(out / "summary.json")["rejected"]["total"] == 8

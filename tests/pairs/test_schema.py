@@ -9,7 +9,18 @@ import pyarrow.parquet as pq
 import pytest
 
 from unprior.pairs.loaders import load_samples
-from unprior.pairs.schema import Negative, PairRow, Sample, iter_pairs, pairs_metadata, read_pairs, write_pairs
+from unprior.pairs.schema import (
+    ImageProblem,
+    Negative,
+    PairRow,
+    Sample,
+    UnusableImage,
+    iter_pairs,
+    open_image,
+    pairs_metadata,
+    read_pairs,
+    write_pairs,
+)
 
 from .helpers import png_bytes
 
@@ -81,10 +92,16 @@ def test_embed_images_and_root_errors(tmp_path: Path) -> None:
 
 
 def test_reading_refuses_paths_escaping_the_root(tmp_path: Path) -> None:
+    """The row is read (one bad path does not stop the file), its image refuses to open, and it is written back
+    unchanged."""
     line = {"id": "x", "image": "../../etc/passwd", "prompt": "Q", "chosen": "A", "negatives": [], "meta": {}}
     (tmp_path / "evil.jsonl").write_text(json.dumps(line) + "\n")
-    with pytest.raises(ValueError, match="escapes"):
-        read_pairs(tmp_path / "evil.jsonl")
+    (row,) = read_pairs(tmp_path / "evil.jsonl")
+    assert isinstance(row.image, UnusableImage) and row.image.reason == "image_outside_root"
+    with pytest.raises(ImageProblem, match="escapes"):
+        open_image(row.image)
+    write_pairs([row], tmp_path / "copy.jsonl")
+    assert json.loads((tmp_path / "copy.jsonl").read_text())["image"] == "../../etc/passwd"
 
 
 def test_empty_dataset_and_kinds(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ from typing import Any
 import yaml
 
 from unprior.config import check_choice, check_range, fail, to_dict
-from unprior.io import atomic_write_bytes, read_json, read_jsonl, write_json, write_rejected
+from unprior.io import InputError, atomic_write_bytes, read_json, read_jsonl, write_json, write_rejected
 from unprior.pairs.config import (
     BackendConfig,
     BiasConfig,
@@ -196,7 +196,7 @@ def _check_plan(shard_dir: Path, plan: dict[str, Any], overwrite: bool) -> None:
         for key in ("config_hash", "samples", "ids_hash", "parts"):
             if old.get(key) != plan[key]:
                 what = "config" if key == "config_hash" else "source samples"
-                raise RuntimeError(
+                raise InputError(
                     f"{shard_dir} was started with a different {what} ({key}: {old.get(key)} != {plan[key]}); "
                     "rerun with the original settings to resume, or pass overwrite=true to start this shard again"
                 )
@@ -245,14 +245,20 @@ class PartResult:
         }
 
 
-def _open_images(samples: Sequence[Any], rejected: list[dict[str, Any]]) -> tuple[list[Any], list[Any], int]:
+def _open_images(samples: Sequence[Any], rejected: list[dict[str, Any]], max_pixels: int,
+                 ) -> tuple[list[Any], list[Any], int]:
     """(samples whose image opens, their images, failures); a failure drops the sample and is added to
-    ``rejected``."""
+    ``rejected``. Images are size-checked here too: ``load.check_images=false`` skips only the load-time check."""
+    from unprior.pairs.schema import ImageProblem
+
     kept, images, errors = [], [], 0
     for s in samples:
         try:
-            images.append(s.open_image() if s.image is not None else None)
+            images.append(s.open_image(max_pixels) if s.image is not None else None)
             kept.append(s)
+        except ImageProblem as e:
+            errors += 1
+            rejected.append(_rejected(s.id, e.reason, e.detail))
         except (OSError, ValueError) as e:
             errors += 1
             rejected.append(_rejected(s.id, "image_error", str(e)))
@@ -270,7 +276,7 @@ def generate_part(samples: Sequence[Any], cfg: PairsConfig, ctx: Any, part_seed:
     from unprior.pairs.strategies import STRATEGIES
 
     result = PartResult(samples=len(samples))
-    samples, images, result.image_errors = _open_images(samples, result.rejected)
+    samples, images, result.image_errors = _open_images(samples, result.rejected, cfg.load.max_pixels)
     negatives: list[list[Any]] = [[] for _ in samples]
     for name in cfg.strategies:
         ctx.sampling_seed = _mix(part_seed, name)
@@ -428,6 +434,18 @@ def _preflight(cfg: PairsConfig) -> None:
         fail("image_weakening.params", str(e))
 
 
+def _refuse_empty(report: Any) -> None:
+    """An empty source is refused here, the first stage that sees it, not three stages later."""
+    if report.kept:
+        return
+    if not report.problems:
+        raise InputError(f"source {report.source}: no rows found; check the path, load.split and load.format")
+    first = report.problems[0]
+    reasons = ", ".join(f"{r} {n}" for r, n in report.dropped.most_common())
+    raise InputError(f"source {report.source}: every row was dropped ({reasons}); the first, {first.where}: "
+                     f"{first.reason}: {first.detail}")
+
+
 def run_pairs(cfg: PairsConfig) -> int:
     """Generate this shard's parts that are not done yet, then write its summary. Returns 0."""
     from unprior.pairs.loaders import load_samples
@@ -439,6 +457,7 @@ def run_pairs(cfg: PairsConfig) -> int:
     _preflight(cfg)
     t0 = time.perf_counter()
     samples, load_report = load_samples(cfg.source, cfg.load)
+    _refuse_empty(load_report)
     stats = dataset_stats(samples) if "rules" in cfg.strategies else None
     mine = [s for s in samples if shard_of(s.id, cfg.num_shards) == cfg.shard_index]
     parts = [mine[i : i + cfg.part_size] for i in range(0, len(mine), cfg.part_size)]
@@ -526,17 +545,17 @@ def _merge_plan(out: Path, allow_partial: bool) -> tuple[list[Path], list[str]]:
     """The shard directories to merge, and the problems found (missing / incomplete / mixed shard counts)."""
     dirs = shard_dirs(out)
     if not dirs:
-        raise FileNotFoundError(f"{out}: no {SHARD_GLOB} directories (run `unprior pairs` first)")
+        raise InputError(f"{out}: no {SHARD_GLOB} directories (run `unprior pairs out={out}` first)")
     counts = {int(d.name.rsplit("-", 1)[1]) for d in dirs}
     if len(counts) != 1:
-        raise RuntimeError(f"{out}: shards of different runs ({sorted(counts)} shards); merge one run at a time")
+        raise InputError(f"{out}: shards of different runs ({sorted(counts)} shards); merge one run at a time")
     n = counts.pop()
     problems = []
     present = {int(d.name.split("-")[1]) for d in dirs}
     problems += [f"{shard_name(i, n)} is missing" for i in range(n) if i not in present]
     problems += [f"{d.name} is not finished" for d in dirs if not (d / "summary.json").is_file()]
     if problems and not allow_partial:
-        raise RuntimeError("cannot merge: " + "; ".join(problems) + " (finish them, or pass allow_partial=true)")
+        raise InputError(f"{out}: cannot merge: " + "; ".join(problems) + " (finish them, or pass allow_partial=true)")
     return dirs, problems
 
 
@@ -567,6 +586,8 @@ def merge_pairs(cfg: MergeConfig) -> dict[str, Any]:
     roots = {read_json(d / "plan.json").get("image_root") for d in dirs}
     root = sorted(r for r in roots if r)[0] if any(roots) else None
     n_rows = write_pairs(iter_run_rows(out, cfg.allow_partial), output, image_root=root)
+    if n_rows == 0:  # nothing downstream can use an empty file: refused below, after the summary is written
+        output.unlink()
     parts: dict[str, dict[str, Any]] = {}
     for d in dirs:
         for k, v in _read_done(d, 10**9).items():
@@ -575,9 +596,12 @@ def merge_pairs(cfg: MergeConfig) -> dict[str, Any]:
                "counts": summarise(parts), "rejected": _merge_rejected(out, dirs)}  # fmt: skip
     if dirs and (dirs[0] / "summary.json").is_file():  # every shard loads the whole source: one load report
         summary["load"] = read_json(dirs[0] / "summary.json").get("load", {})
-    if cfg.export != "none":
+    if cfg.export != "none" and n_rows:
         summary["export"] = _export(cfg.export, out, output)
     write_json(out / "summary.json", summary)
+    if n_rows == 0:
+        raise InputError(f"{out}: no rows to merge: every sample was dropped or filtered (listed with the reasons "
+                         f"in {out / 'rejected.jsonl'}); check the source and the filters")
     return summary
 
 

@@ -26,6 +26,7 @@ import io
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from unprior.io import resolve_inside
+from unprior.io import InputError, resolve_inside
 
 ImageRef = Path | bytes
 """A lazily opened image: a resolved file path, or the encoded file's bytes."""
@@ -50,10 +51,52 @@ SCHEMA_VERSION = 1
 _META_KEY = b"unprior.pairs"
 
 
-def open_image(ref: ImageRef) -> Image.Image:
-    """Open and fully decode an image reference as RGB."""
-    with Image.open(io.BytesIO(ref) if isinstance(ref, bytes) else ref) as im:
-        return im.convert("RGB")
+MAX_PIXELS = 40_000_000
+"""Most pixels an image may have when any stage opens it (the decompression-bomb guard; pairs: ``load.max_pixels``)."""
+
+
+class ImageProblem(ValueError):
+    """An image that cannot be used; ``reason`` is the drop reason a stage records (docs/errors.md)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class UnusableImage:
+    """A pairs row's stored image path that cannot be resolved (it escapes the image root, or no root is known).
+
+    Reading keeps the row, so one bad path does not stop a whole file; opening it raises :class:`ImageProblem`, and
+    writing it back stores ``path`` unchanged.
+    """
+
+    path: str
+    reason: str
+    detail: str
+
+
+def open_image(ref: ImageRef | UnusableImage, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open and fully decode an image reference as RGB, refusing one over ``max_pixels`` before decoding it.
+
+    Raises:
+        ImageProblem: ``image_too_large`` (from the header, or PIL's own bomb guard) or the reason of an
+            :class:`UnusableImage`. A missing or undecodable file raises OSError / ValueError as PIL does.
+    """
+    if isinstance(ref, UnusableImage):
+        raise ImageProblem(ref.reason, ref.detail)
+    name = "<image bytes>" if isinstance(ref, bytes) else str(ref)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(ref) if isinstance(ref, bytes) else ref) as im:
+                width, height = im.size
+                if width * height > max_pixels:
+                    raise ImageProblem("image_too_large", f"{name}: {width}x{height} pixels > max_pixels {max_pixels}")
+                return im.convert("RGB")
+    except Image.DecompressionBombError as e:
+        raise ImageProblem("image_too_large", f"{name}: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -73,10 +116,10 @@ class Sample:
     meta: dict[str, Any] = field(default_factory=dict)
     """Source-specific extras (task, origin dataset, NaPO's question_only/image_only answers, ...)."""
 
-    def open_image(self) -> Image.Image:
+    def open_image(self, max_pixels: int = MAX_PIXELS) -> Image.Image:
         if self.image is None:
             raise ValueError(f"sample {self.id!r} has no image")
-        return open_image(self.image)
+        return open_image(self.image, max_pixels)
 
 
 @dataclass(frozen=True)
@@ -103,7 +146,7 @@ class PairRow:
     """One prompt of a pairs dataset with its chosen answer and all its negatives."""
 
     id: str
-    image: ImageRef | None
+    image: ImageRef | UnusableImage | None
     prompt: str
     chosen: str
     negatives: list[Negative] = field(default_factory=list)
@@ -128,10 +171,13 @@ PARQUET_SCHEMA = pa.schema(
 )
 
 
-def _image_fields(ref: ImageRef | None, image_root: Path | None, embed: bool) -> tuple[str | None, bytes | None]:
+def _image_fields(ref: ImageRef | UnusableImage | None, image_root: Path | None, embed: bool,
+                  ) -> tuple[str | None, bytes | None]:
     """(relative path, bytes) for storage; exactly one is set unless the row has no image."""
     if ref is None:
         return None, None
+    if isinstance(ref, UnusableImage):
+        return ref.path, None
     if isinstance(ref, bytes):
         return None, ref
     if embed:
@@ -144,14 +190,50 @@ def _image_fields(ref: ImageRef | None, image_root: Path | None, embed: bool) ->
     return path.relative_to(root).as_posix(), None
 
 
-def _resolve_image(path: str | None, data: bytes | None, image_root: Path | None) -> ImageRef | None:
+def _resolve_image(path: str | None, data: bytes | None, image_root: Path | None,
+                   ) -> ImageRef | UnusableImage | None:
+    """The row's image; a path that escapes the root (``..``, absolute, a symlink out) is kept as UnusableImage."""
     if data is not None:
         return data
     if path is None:
         return None
     if image_root is None:
-        raise ValueError(f"row stores image path {path!r} but no image root is known; pass image_root")
-    return resolve_inside(image_root, path)
+        return UnusableImage(path, "no_image_root", f"row stores image path {path!r} but no image root is known; "
+                                                    "pass image_root")
+    try:
+        return resolve_inside(image_root, path)
+    except ValueError as e:
+        return UnusableImage(path, "image_outside_root", str(e))
+
+
+def require_pairs_file(path: str | Path) -> Path:
+    """``path`` if it is an existing ``.parquet`` or ``.jsonl`` file; else InputError saying what to pass instead."""
+    p = Path(path)
+    run = p if p.is_dir() else p.parent
+    merge = (f"; {run} holds an unmerged pairs run: run `unprior pairs merge out={run}` first and pass "
+             f"{run / 'pairs.parquet'}") if any(run.glob("shard-*-of-*")) else ""
+    if p.is_dir():
+        raise InputError(f"pairs {p} is a directory, not a pairs file (.parquet or .jsonl){merge}")
+    if not p.is_file():
+        raise InputError(f"pairs file {p} does not exist{merge or '; check the path'}")
+    if p.suffix not in (".parquet", ".jsonl"):
+        raise InputError(f"pairs file {p}: pairs files are .parquet or .jsonl (written by unprior pairs merge)")
+    return p
+
+
+def _parquet_file(path: Path) -> pq.ParquetFile:
+    """The opened pairs parquet file; InputError when it is not readable parquet or lacks a column."""
+    require_pairs_file(path)
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as e:
+        raise InputError(f"{path}: not a readable parquet file ({e}); the file is truncated or damaged: write it "
+                         "again with the stage that made it") from None
+    missing = [c for c in PARQUET_SCHEMA.names if c not in pf.schema_arrow.names]
+    if missing:
+        raise InputError(f"{path}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} (a pairs "
+                         f"file has {', '.join(PARQUET_SCHEMA.names)}); write it with unprior pairs merge")
+    return pf
 
 
 def _parquet_record(row: PairRow, image_root: Path | None, embed: bool) -> dict[str, Any]:
@@ -255,10 +337,14 @@ def _write_jsonl(rows: Iterable[PairRow], path: Path, root: Path | None, embed: 
 
 def pairs_metadata(path: str | Path) -> dict[str, Any]:
     """The ``unprior.pairs`` header of a pairs parquet file (schema_version, image_root)."""
-    meta = pq.read_schema(path).metadata or {}
+    meta = _parquet_file(Path(path)).schema_arrow.metadata or {}
     if _META_KEY not in meta:
-        raise ValueError(f"{path}: not an unprior pairs parquet file (no {_META_KEY.decode()} metadata)")
-    return json.loads(meta[_META_KEY])
+        raise InputError(f"{path}: not an unprior pairs parquet file (no {_META_KEY.decode()} metadata); "
+                         "write it with unprior pairs merge")
+    header = json.loads(meta[_META_KEY])
+    if header.get("schema_version") != SCHEMA_VERSION:
+        raise InputError(f"{path}: pairs schema version {header.get('schema_version')}, expected {SCHEMA_VERSION}")
+    return header
 
 
 def iter_pairs(path: str | Path, *, image_root: str | Path | None = None) -> Iterator[PairRow]:
@@ -269,45 +355,75 @@ def iter_pairs(path: str | Path, *, image_root: str | Path | None = None) -> Ite
         image_root: Where relative image paths are resolved; default: the root recorded in the parquet metadata,
             or the JSONL file's directory.
     """
-    path = Path(path)
+    path = require_pairs_file(path)
     if path.suffix == ".jsonl":
         yield from _iter_jsonl(path, Path(image_root) if image_root is not None else path.parent)
         return
     header = pairs_metadata(path)
-    if header["schema_version"] != SCHEMA_VERSION:
-        raise ValueError(f"{path}: pairs schema version {header['schema_version']}, expected {SCHEMA_VERSION}")
     root_str = image_root if image_root is not None else header["image_root"]
     root = Path(root_str) if root_str is not None else None
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=256):
+    index = 0
+    for batch in _batches(path):
         for r in batch.to_pylist():
-            yield PairRow(
+            yield _checked_row(f"{path}:row {index}", lambda r=r: PairRow(
                 id=r["id"],
                 image=_resolve_image(r["image_path"], r["image_bytes"], root),
                 prompt=r["prompt"],
                 chosen=r["chosen"],
                 negatives=[Negative(n["text"], n["kind"], json.loads(n["provenance"])) for n in r["negatives"]],
                 meta=json.loads(r["meta"]),
-            )
+            ))
+            index += 1
+
+
+def _batches(path: Path) -> Iterator[pa.RecordBatch]:
+    try:
+        yield from _parquet_file(path).iter_batches(batch_size=256)
+    except (pa.ArrowException, OSError) as e:
+        raise InputError(f"{path}: cannot read the rest of the file ({e}); it is truncated or damaged: write it "
+                         "again with the stage that made it") from None
+
+
+def _checked_row(where: str, build: Any) -> PairRow:
+    """``build()``, or InputError naming the row when the stored row is malformed (a damaged or hand-edited file)."""
+    try:
+        row = build()
+    except KeyError as e:
+        raise InputError(f"{where}: missing field {e}; the pairs file is damaged: write it again") from None
+    except (TypeError, ValueError) as e:  # bad JSON in meta/provenance, an unknown negative kind, a null field
+        raise InputError(f"{where}: malformed row ({e}); the pairs file is damaged: write it again") from None
+    for name in ("id", "prompt", "chosen"):
+        if not isinstance(getattr(row, name), str):
+            raise InputError(f"{where}: field {name!r} is {type(getattr(row, name)).__name__}, not text; the pairs "
+                             "file is damaged: write it again")
+    return row
 
 
 def _iter_jsonl(path: Path, root: Path) -> Iterator[PairRow]:
-    with open(path, encoding="utf-8") as f:
+    with open(path, "rb") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                r = json.loads(line)
+                r = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                raise InputError(f"{path}:{lineno}: not valid UTF-8 ({e.reason} at byte {e.start}); the pairs file "
+                                 "is damaged: write it again") from None
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            data = base64.b64decode(r["image_b64"]) if r.get("image_b64") is not None else None
-            yield PairRow(
+                raise InputError(f"{path}:{lineno}: not valid JSON ({e.msg}); the pairs file is damaged: write it "
+                                 "again") from None
+            yield _checked_row(f"{path}:{lineno}", lambda r=r: PairRow(
                 id=r["id"],
-                image=_resolve_image(r.get("image"), data, root),
+                image=_resolve_image(r.get("image"), _b64(r.get("image_b64")), root),
                 prompt=r["prompt"],
                 chosen=r["chosen"],
                 negatives=[Negative(n["text"], n["kind"], n.get("provenance", {})) for n in r["negatives"]],
                 meta=r.get("meta", {}),
-            )
+            ))
+
+
+def _b64(data: str | None) -> bytes | None:
+    return None if data is None else base64.b64decode(data)
 
 
 def read_pairs(path: str | Path, *, image_root: str | Path | None = None) -> list[PairRow]:

@@ -22,13 +22,14 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from unprior.pairs.schema import PairRow, open_image
+from unprior.pairs.schema import ImageProblem, PairRow, open_image
 
 PER_TOKEN_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
 """Processor outputs with one value per prompt token (zero-extended over responses on the naive path)."""
 
-DROP_REASONS = ("no_image", "unreadable_image", "unprocessable_image", "empty_chosen", "prompt_too_long")
-"""Why a row is not scored or trained on (counted, never raised mid-run)."""
+DROP_REASONS = ("no_image", "unreadable_image", "image_too_large", "image_outside_root", "no_image_root",
+                "unprocessable_image", "empty_chosen", "prompt_too_long")
+"""Why a row is not scored or trained on (counted, never raised mid-run; docs/errors.md)."""
 
 
 @dataclass
@@ -154,6 +155,8 @@ class RowEncoder:
             return "empty_chosen", None
         try:
             return None, open_image(row.image)
+        except ImageProblem as e:  # too many pixels, a path out of the image root
+            return e.reason, None
         except (OSError, ValueError, Image.DecompressionBombError):
             return "unreadable_image", None
 
