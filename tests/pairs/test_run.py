@@ -155,8 +155,10 @@ def test_dropped_input_rows_are_shown_and_listed_with_their_reason(tmp_path: Pat
             row("no-answer", "img/good.png", answer=None)]  # fmt: skip
     (root / "llava.json").write_text(json.dumps(rows))
     out = tmp_path / "pairs"
-    assert main(["pairs", f"source={root / 'llava.json'}", f"out={out}", "strategies=[rules]"]) == 0
-    screen = capsys.readouterr().out
+    assert main(["pairs", f"source={root / 'llava.json'}", f"out={out}", "strategies=[rules]",
+                 "progress=false"]) == 0
+    screen = capsys.readouterr().out  # progress=false: no bar, but the summary and drop counts (issue 21 item 5)
+    assert "rows written" in screen
     shard = next(out.iterdir())
     summary = read_json(shard / "summary.json")
     listed = [json.loads(line) for line in (shard / "rejected.jsonl").read_text().splitlines()]
@@ -164,6 +166,8 @@ def test_dropped_input_rows_are_shown_and_listed_with_their_reason(tmp_path: Pat
     by_id = {r["id"]: r for r in listed}
     good = by_id.pop("good")
     assert (good["where"], good["reason"]) == ("generation", "no_negatives")
+    assert good["detail"] == ("no negative was produced (rules); the rules found no object, count, colour or "
+                              "relation word to edit")  # not "every negative was empty" (issue 21 item 9)
     assert set(by_id) == {"escape", "absolute", "corrupt", "cut", "empty", "missing", "no-answer"}
     assert by_id["escape"]["where"] == "llava.json[1]" and by_id["no-answer"]["where"] == "llava.json[7]"
     assert all(r["reason"] and r["detail"] for r in listed)
@@ -173,3 +177,10 @@ def test_dropped_input_rows_are_shown_and_listed_with_their_reason(tmp_path: Pat
     assert main(["pairs", "merge", f"out={out}"]) == 2  # no row left: refused, with the rows listed
     assert "no rows to merge" in capsys.readouterr().err
     assert read_json(out / "summary.json")["rejected"]["total"] == 8
+
+
+def test_no_negatives_detail_says_whether_anything_was_made() -> None:
+    from unprior.pairs.run import _no_negatives_detail
+
+    assert _no_negatives_detail(2, ["rules"]).startswith("all 2 negatives were dropped by the filters")
+    assert _no_negatives_detail(0, ["error_injection"]) == "no negative was produced (error_injection)"

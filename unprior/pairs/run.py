@@ -269,6 +269,14 @@ def _rejected(id: str, reason: str, detail: str) -> dict[str, Any]:
     return {"id": id, "where": "generation", "reason": reason, "detail": detail}
 
 
+def _no_negatives_detail(produced: int, strategies: Sequence[str]) -> str:
+    """Why a sample has no row: its strategies made nothing, or the filters dropped all they made."""
+    if produced:
+        return f"all {produced} negatives were dropped by the filters (empty, too long or equal to the answer)"
+    why = "; the rules found no object, count, colour or relation word to edit" if "rules" in strategies else ""
+    return f"no negative was produced ({', '.join(strategies)}){why}"
+
+
 def generate_part(samples: Sequence[Any], cfg: PairsConfig, ctx: Any, part_seed: int) -> tuple[list[Any], PartResult]:
     """Run every strategy on ``samples``; return the filtered rows and the part's counts."""
     from unprior.pairs.filters import filter_rows
@@ -288,11 +296,11 @@ def generate_part(samples: Sequence[Any], cfg: PairsConfig, ctx: Any, part_seed:
         PairRow(id=s.id, image=s.image, prompt=s.prompt, chosen=s.answer, negatives=n, meta=s.meta)
         for s, n in zip(samples, negatives, strict=True)
     ]
-    before = [r.id for r in rows]
+    produced = {r.id: len(r.negatives) for r in rows}
     rows, report = filter_rows(rows, cfg.filters)
     kept_ids = {r.id for r in rows}
-    result.rejected += [_rejected(i, "no_negatives", "every negative was empty, too long or equal to the answer")
-                        for i in before if i not in kept_ids]
+    result.rejected += [_rejected(i, "no_negatives", _no_negatives_detail(n, cfg.strategies))
+                        for i, n in produced.items() if i not in kept_ids]
     result.rows = len(rows)
     result.kept = Counter(n.kind for r in rows for n in r.negatives)
     result.filters = {
@@ -520,8 +528,7 @@ def run_pairs(cfg: PairsConfig) -> int:
         "rejected": {**write_rejected(shard_dir, rejected), "file": str(shard_dir / "rejected.jsonl")},
     }  # fmt: skip
     write_json(shard_dir / "summary.json", summary)
-    if cfg.progress:
-        _print_summary(summary, f"unprior pairs: {shard_dir}")
+    _print_summary(summary, f"unprior pairs: {shard_dir}")  # progress=false turns off the bar only
     return 0
 
 
