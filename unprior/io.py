@@ -11,8 +11,11 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -80,17 +83,19 @@ def write_rejected(out_dir: str | Path, records: list[dict[str, Any]], cap: int 
 
 
 def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Yield rows; a malformed line raises ValueError naming the file and line number."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
+    """Yield rows; a malformed line (not JSON, not an object, not UTF-8) raises InputError naming the file and line."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            if not raw.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                raise InputError(f"{path}:{lineno}: byte 0x{raw[e.start]:02x} is not UTF-8") from None
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+                raise InputError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
             if not isinstance(row, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+                raise InputError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
             yield row
 
 
@@ -116,22 +121,69 @@ def is_complete(path: str | Path) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
 
+STAGED = re.compile(r"\.(?P<name>.+)\.(?:partial|old)-(?:(?P<pid>\d+)@(?P<host>[^/]*?)-)?[^-]+")
+"""A staged write's temporary sibling: ``.<out>.partial-<pid>@<host>-<random>`` (``.old-`` while swapping);
+directories named before the owner was recorded (``.<out>.partial-<random>``) match without pid and host."""
+FOREIGN_STALE_S = 24 * 3600
+"""A staged directory of another host is taken as abandoned after this long (its process cannot be asked)."""
+
+
+def _owner_tag() -> str:
+    return f"{os.getpid()}@{socket.gethostname().replace('/', '_')}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def clean_stale_staging(parent: str | Path, name: str) -> list[Path]:
+    """Remove the temporary directories that killed staged writes left in ``parent``; return them.
+
+    A directory is stale when its owner process is gone (same host), when it is older than a day (another host),
+    or when it has no owner recorded and belongs to ``name`` (an older version's write of the same output).
+    """
+    removed = []
+    host = socket.gethostname().replace("/", "_")
+    for path in Path(parent).glob(".*"):
+        m = STAGED.fullmatch(path.name)
+        if m is None or not path.is_dir():
+            continue
+        if m["pid"] is None:
+            stale = m["name"] == name
+        elif m["host"] == host:
+            stale = not _alive(int(m["pid"]))
+        else:
+            stale = time.time() - path.stat().st_mtime > FOREIGN_STALE_S
+        if stale:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 @contextlib.contextmanager
 def staged_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory that replaces ``out`` atomically when the block succeeds.
 
     Refuses (OutputExistsError) if ``out`` exists, is non-empty and ``overwrite`` is false. On failure the
-    temporary directory is removed and ``out`` is untouched. The caller writes ``manifest.json`` last.
+    temporary directory is removed and ``out`` is untouched. The caller writes ``manifest.json`` last. Temporary
+    directories that killed writes left beside ``out`` are removed first (:func:`clean_stale_staging`).
     """
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise OutputExistsError(f"{out} exists and is not empty; pass overwrite=true to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    clean_stale_staging(out.parent, out.name)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-{_owner_tag()}"))
     try:
         yield tmp
         if out.exists():
-            trash = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+            trash = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-{_owner_tag()}"))
             os.replace(out, trash / "old")
             os.replace(tmp, out)
             shutil.rmtree(trash, ignore_errors=True)

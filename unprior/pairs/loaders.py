@@ -35,6 +35,7 @@ from unprior.pairs.sources import open_source, sniff_format
 
 REASONS = {
     "bad_row": "not a JSON object, malformed JSON, a missing required field or a malformed conversation",
+    "not_utf8": "the row holds bytes that are not UTF-8 (the rest of the file is still read)",
     "non_text_field": "a text field (id, prompt, answer, rejected) holds a non-string value",
     "empty_prompt": "the prompt is empty once image tokens are removed",
     "empty_answer": "the reference answer is empty",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from unprior.io import InputError
 from unprior.pairs.config import LoadConfig
 from unprior.pairs.images import RowProblem
 
@@ -36,12 +38,18 @@ class Source:
 
 
 def _jsonl_rows(path: Path) -> Iterator[Row]:
-    """Rows of a JSONL file; a bad line becomes a RowProblem instead of ending the file."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
+    """Rows of a JSONL file; a bad line (malformed JSON, bytes that are not UTF-8) becomes a RowProblem instead of
+    ending the file."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            if not raw.strip():
                 continue
             where = f"{path.name}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield where, RowProblem("not_utf8", f"byte 0x{raw[e.start]:02x} at column {e.start + 1} is not UTF-8")
+                continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
@@ -53,17 +61,38 @@ def _jsonl_rows(path: Path) -> Iterator[Row]:
             )
 
 
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+"""A byte that was not UTF-8, as ``surrogateescape`` decoding keeps it."""
+
+
 def _json_rows(path: Path) -> Iterator[Row]:
-    """Rows of a JSON file holding a list of objects (LLaVA, LLaMA-Factory), or of a JSONL file named .json."""
+    """Rows of a JSON file holding a list of objects (LLaVA, LLaMA-Factory), or of a JSONL file named .json.
+
+    Bytes that are not UTF-8 are kept through parsing (``surrogateescape``), so only the rows holding them are
+    dropped (reason ``not_utf8``, with the file line of the first such byte), not the whole file.
+    """
+    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(text)
     except json.JSONDecodeError:
         yield from _jsonl_rows(path)
         return
     if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a JSON list of rows, got {type(data).__name__}")
+        raise InputError(f"{path}: expected a JSON list of rows, got {type(data).__name__}")
+    start = 0
     for i, row in enumerate(data):
-        yield f"{path.name}[{i}]", row if isinstance(row, dict) else RowProblem("bad_row", "not an object")
+        where = f"{path.name}[{i}]"
+        bad = _NOT_UTF8.search(json.dumps(row, ensure_ascii=False)) if isinstance(row, dict) else None
+        if not isinstance(row, dict):
+            yield where, RowProblem("bad_row", "not an object")
+        elif bad:
+            at = text.find(bad.group(), start)  # the row's first bad byte: the next one in the file
+            start = at + 1
+            line = text.count("\n", 0, at) + 1
+            yield where, RowProblem("not_utf8", f"byte 0x{ord(bad.group()) - 0xdc00:02x} on file line {line} is "
+                                                "not UTF-8")
+        else:
+            yield where, row
 
 
 def _parquet_files(path: Path, split: str) -> list[Path]:
