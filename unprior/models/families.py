@@ -24,6 +24,8 @@ from transformers import AutoProcessor, PreTrainedTokenizerBase, ProcessorMixin
 from transformers.models.qwen2_5_vl.processing_qwen2_5_vl import Qwen2_5_VLProcessor
 from transformers.models.qwen2_vl.processing_qwen2_vl import Qwen2VLProcessor
 
+from unprior.io import InputError
+
 # Model classes are imported inside the builders: loading a processor should not import every architecture.
 
 
@@ -305,13 +307,45 @@ def _model_type(path: str | Path) -> str | None:
     return json.loads(config.read_text()).get("model_type")
 
 
+def require_model_dir(path: str | Path) -> None:
+    """InputError when ``path`` names a local folder (it exists, or looks like a path) that is not a model folder.
+
+    A bare name such as ``llava-hf/llava-1.5-7b-hf`` is left to transformers (a hub id, from its cache offline).
+    """
+    p = Path(path)
+    looks_local = p.exists() or str(path).startswith((".", "/", "~")) or len(p.parts) > 2
+    if not looks_local:
+        return
+    if not p.is_dir():
+        raise InputError(f"model {path}: no such folder; pass a model folder (config.json, weights, processor) or a "
+                         "hub id")
+    if not (p / "config.json").is_file():
+        raise InputError(f"model {path}: no config.json; pass a model folder saved with save_pretrained")
+
+
+def require_chat_template(processor: Any, path: str | Path) -> None:
+    """InputError when the processor has no chat template: every stage builds prompts with it, so a folder without
+    one is refused when loaded, not at the first generation."""
+    if not getattr(processor, "chat_template", None):
+        raise InputError(f"model {path}: the processor has no chat template (no chat_template.jinja or "
+                         "chat_template in its processor/tokenizer config); save the processor with its template")
+
+
 def load_processor(path: str | Path, *, trust_remote_code: bool = False):
     """``AutoProcessor.from_pretrained(path)``, falling back to the no-video Qwen-VL processors (platform.md §2).
 
     ``AutoProcessor`` cannot know the subclass a tiny Qwen model was saved with, and cannot build the stock Qwen-VL
     processors without torchvision; in both cases it fails or returns a bare tokenizer. Then the checkpoint's
-    ``model_type`` picks :data:`NO_VIDEO_PROCESSORS`.
+    ``model_type`` picks :data:`NO_VIDEO_PROCESSORS`. A folder that is not a model's, or whose processor has no chat
+    template, is refused (InputError).
     """
+    processor = _load_processor(path, trust_remote_code)
+    require_chat_template(processor, path)
+    return processor
+
+
+def _load_processor(path: str | Path, trust_remote_code: bool):
+    require_model_dir(path)
     model_type = _model_type(path)
     try:
         processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
@@ -331,5 +365,17 @@ def load_model(path: str | Path, *, trust_remote_code: bool = False, dtype: torc
     from transformers import AutoModelForImageTextToText
 
     processor = load_processor(path, trust_remote_code=trust_remote_code)
-    model = AutoModelForImageTextToText.from_pretrained(path, trust_remote_code=trust_remote_code, dtype=dtype)
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(path, trust_remote_code=trust_remote_code, dtype=dtype)
+    except Exception as e:  # safetensors' own error type is not an OSError: catch what loading raises
+        if not Path(path).is_dir():
+            raise
+        raise InputError(f"model {path}: the weights cannot be loaded ({type(e).__name__}: {_first_line(e)}); the "
+                         "folder is damaged or incomplete (a truncated model.safetensors?): copy or save it "
+                         "again") from None
     return model, processor
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""
