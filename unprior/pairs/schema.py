@@ -221,6 +221,22 @@ def require_pairs_file(path: str | Path) -> Path:
     return p
 
 
+def require_pairs_rows(path: str | Path) -> int:
+    """The number of rows of a readable pairs file; InputError when it is missing, damaged or empty (an empty
+    dataset is refused by the stage that reads it, not passed on)."""
+    p = require_pairs_file(path)
+    if p.suffix == ".parquet":
+        pairs_metadata(p)
+        n = _parquet_file(p).metadata.num_rows
+    else:
+        with open(p, "rb") as f:
+            n = sum(1 for line in f if line.strip())
+    if n == 0:
+        raise InputError(f"pairs file {p} has no rows; every sample was dropped before it was written (see the "
+                         "pairs run's rejected.jsonl)")
+    return n
+
+
 def _parquet_file(path: Path) -> pq.ParquetFile:
     """The opened pairs parquet file; InputError when it is not readable parquet or lacks a column."""
     require_pairs_file(path)

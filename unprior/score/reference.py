@@ -53,7 +53,7 @@ from unprior.io import (
     write_jsonl,
     write_rejected,
 )
-from unprior.pairs.schema import PairRow, iter_pairs, open_image, pairs_metadata
+from unprior.pairs.schema import PairRow, iter_pairs, open_image, pairs_metadata, require_pairs_rows
 from unprior.score.batch import RowEncoder
 from unprior.score.config import ScoreConfig
 from unprior.score.corrupt import CorruptionConfig, make_corrupter
@@ -274,6 +274,7 @@ def ensure_reference(cfg: ScoreConfig, log: Log = print, *, model=None, processo
     Returns:
         The entry directory (holding ``reference.parquet`` and ``manifest.json``).
     """
+    require_pairs_rows(cfg.pairs)  # a missing, damaged or empty pairs file is refused before any model loads
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     from unprior.models.families import load_processor
