@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from unprior.io import InputError
 from unprior.losses import Responses, SeqLogps
 from unprior.pairs.schema import PairRow
 from unprior.score.batch import ResponseBatch, RowEncoder
@@ -155,10 +156,14 @@ class PreferenceData:
             self.picks[row] = pick
             self.kind_counts.update(pick.keys())
         self.rows = sorted(self.picks)
+        if not self.rows:
+            reasons = ", ".join(f"{r} {n}" for r, n in self.skipped.most_common()) or "the file has no rows"
+            raise InputError(f"no usable training row in {len(rows)} pairs rows ({reasons}; ids and rows in the "
+                             "reference entry's rejected.jsonl); check the pairs file and the objective's kinds")
         missing = [kind for kind in self.kinds if self.kind_counts[kind] == 0]
         if missing:
             found = sorted({k for ks in reference.kinds.values() for k in ks[1:]})
-            raise ValueError(f"the objective's kinds {missing} have no negatives in this pairs file "
+            raise InputError(f"the objective's kinds {missing} have no negatives in this pairs file "
                              f"(it has {found}); pick an objective whose kinds match the data")
 
     def _pick(self, kinds: Sequence[str]) -> dict[str, int]:
