@@ -128,3 +128,18 @@ def test_eval_config_validation(tmp_path):
     yaml_file.write_text("benchmark: vlind\noptions:\n  data: d.json\n  image_root: imgs\n")
     cfg = load_config(EvalConfig, yaml_file, ["options.vote_threshold=3", "limit=5"])
     assert cfg.options == {"data": "d.json", "image_root": "imgs", "vote_threshold": 3} and cfg.limit == 5
+
+
+def test_default_label_tells_trained_runs_apart(tmp_path, monkeypatch):
+    """Issue 21 item 6: every trained model is saved as ``<run>/model``; the default label is the run's name."""
+    from unprior.eval.runner import model_label
+
+    assert model_label("", "/models/llava-1.5-7b", "runs/napo/model") == "napo"
+    assert model_label("", "/models/llava-1.5-7b", "runs/dpo/model") == "dpo"
+    assert model_label("", "runs/bpo/merged", "") == "bpo"
+    assert model_label("", "/models/llava-1.5-7b", "") == "llava-1.5-7b"
+    assert model_label("", "Qwen/Qwen2-VL-2B-Instruct", "") == "Qwen2-VL-2B-Instruct"
+    assert model_label("mine", "/models/llava-1.5-7b", "runs/napo/model") == "mine"
+    (tmp_path / "my-run" / "model").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "my-run")
+    assert model_label("", "", "./model") == "my-run"

@@ -17,7 +17,8 @@ class EvalConfig:
     out_dir: str = "runs/eval"
     """Run directory: samples.jsonl (answers), scores.jsonl, results.json; a rerun resumes here."""
     label: str = ""
-    """Name of this model in `unprior eval compare` tables (default: the adapter's or model's folder name)."""
+    """Name of this model in `unprior eval compare` tables (default: the adapter's or model's folder name; for a
+    generic one such as `runs/napo/model`, the run directory's: `napo`)."""
     model: str = ""
     """Base model or full fine-tuned checkpoint (local path or cached hub name)."""
     adapter: str = ""

@@ -41,9 +41,22 @@ class RunMismatchError(RuntimeError):
     """The output directory holds answers made under different settings."""
 
 
+GENERIC_FOLDERS = frozenset({"model", "adapter", "merged", "final", "output", "out", "lora", "checkpoint"})
+"""Folder names that say nothing about the run (``unprior train`` saves every model as ``<run>/model``)."""
+
+
 def model_label(label: str, model: str, adapter: str) -> str:
-    """A run's row name in ``compare``: ``label``, else the adapter's or model's folder name."""
-    return label or Path(adapter or model or "model").name
+    """A run's row name in ``compare``: ``label``, else the adapter's or model's folder name; a generic folder name
+    (``runs/napo/model``) gives way to the run directory's (``napo``), so two trained runs never share a label."""
+    if label:
+        return label
+    path = Path(adapter or model or "model")
+    if path.exists():  # "./model" run from inside the run directory
+        path = path.resolve()
+    parts = [p for p in path.parts if p not in ("/", ".", "..")]
+    while len(parts) > 1 and parts[-1].lower() in GENERIC_FOLDERS:
+        parts.pop()
+    return parts[-1] if parts else path.name or "model"
 
 
 def default_label(cfg: EvalConfig) -> str:
