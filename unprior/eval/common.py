@@ -126,12 +126,17 @@ def read_resumable_jsonl(path: str | Path) -> list[dict[str, Any]]:
     A malformed *last* line without its newline is the write that was interrupted: it is cut from the file (so the
     next append starts on a clean line) and dropped. A malformed line anywhere else raises DataError naming it.
     """
+    return [row for _, row in read_resumable_lines(path)]
+
+
+def read_resumable_lines(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
+    """:func:`read_resumable_jsonl` with each row's line number."""
     p = Path(path)
     if not p.is_file():
         return []
     data = p.read_bytes()
     lines = data.split(b"\n")
-    rows: list[dict[str, Any]] = []
+    rows: list[tuple[int, dict[str, Any]]] = []
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -145,7 +150,7 @@ def read_resumable_jsonl(path: str | Path) -> list[dict[str, Any]]:
                     f.truncate(len(data) - len(line))
                 break
             raise DataError(f"{p}:{lineno}: not a valid JSON object; delete the line or the file to redo it") from None
-        rows.append(row)
+        rows.append((lineno, row))
     return rows
 
 

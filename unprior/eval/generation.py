@@ -21,7 +21,8 @@ from PIL import Image
 from unprior.eval.config import EvalConfig
 from unprior.eval.registry import GenerateFn, Request
 from unprior.eval.runner import run_eval
-from unprior.io import read_json
+from unprior.io import InputError, read_json
+from unprior.pairs.schema import ImageProblem, open_image
 
 
 class BackendError(RuntimeError):
@@ -72,7 +73,14 @@ def load_eval_model(model: str, adapter: str = "") -> tuple[Any, Any]:
 
 
 def load_image(path: Path | None) -> Image.Image | None:
-    return None if path is None else Image.open(path).convert("RGB")
+    """The item's image as RGB, size-checked before decoding (a bomb or a huge image stops the run naming it; the
+    answers already written are kept)."""
+    if path is None:
+        return None
+    try:
+        return open_image(path)
+    except ImageProblem as e:
+        raise InputError(f"benchmark image {e.detail}; shrink it or drop its item from the benchmark data") from None
 
 
 class HFGenerator:

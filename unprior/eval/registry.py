@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from unprior.config import from_dict
+from unprior.io import InputError
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ class Benchmark(ABC):
         return {}
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """A missing or malformed benchmark data file; the message names the file (and row where there is one)."""
 
 

@@ -29,16 +29,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import unprior
 from unprior.config import config_hash, to_dict
-from unprior.eval.common import append_jsonl, check_images, read_resumable_jsonl
+from unprior.eval.common import append_jsonl, check_images, read_resumable_lines
 from unprior.eval.config import EvalConfig
 from unprior.eval.registry import Benchmark, DataError, GenerateFn, Item, Request, make_benchmark
-from unprior.io import read_json, write_json, write_jsonl
+from unprior.io import InputError, read_json, write_json, write_jsonl, write_rejected
 
 SAMPLES, SCORES, RESULTS, GENERATION = "samples.jsonl", "scores.jsonl", "results.json", "generation.json"
 
 
-class RunMismatchError(RuntimeError):
-    """The output directory holds answers made under different settings."""
+class RunMismatchError(InputError, RuntimeError):
+    """The output directory holds answers made under different settings (or two answers for one item)."""
 
 
 GENERIC_FOLDERS = frozenset({"model", "adapter", "merged", "final", "output", "out", "lora", "checkpoint"})
@@ -82,14 +82,41 @@ def _check_settings(out: Path, settings: dict[str, Any]) -> None:
         write_json(path, settings)
 
 
-def load_answers(path: Path, items: Sequence[Item]) -> dict[str, dict[str, Any]]:
-    """Answers already in ``samples.jsonl``, checked against the current items' prompts and images."""
+def _bad_answer(row: dict[str, Any]) -> tuple[str, str] | None:
+    """(reason, detail) when a ``samples.jsonl`` row cannot be used as an answer, else None."""
+    if not isinstance(row.get("id"), str):
+        return "no_id", f"id is {row.get('id')!r}, not a string"
+    if "answer" not in row:
+        return "no_answer", "no 'answer' field"
+    if not isinstance(row["answer"], str):
+        return "answer_not_text", f"answer is {type(row['answer']).__name__}, not text"
+    return None
+
+
+def load_answers(path: Path, items: Sequence[Item], rejected: list[dict[str, Any]] | None = None,
+                 ) -> dict[str, dict[str, Any]]:
+    """Answers already in ``samples.jsonl``, checked against the current items' prompts and images.
+
+    A row without a usable id or text answer is dropped (added to ``rejected`` with its line and reason), so its
+    item is answered again. Two usable answers for one item are refused: which one counts is not ours to guess.
+    """
     by_id = {it.id: it for it in items}
     done: dict[str, dict[str, Any]] = {}
-    for row in read_resumable_jsonl(path):
+    lines: dict[str, int] = {}
+    for lineno, row in read_resumable_lines(path):
+        bad = _bad_answer(row)
+        if bad is not None:
+            if rejected is not None:
+                rejected.append({"id": row.get("id"), "where": f"{path.name}:{lineno}", "reason": bad[0],
+                                 "detail": bad[1]})
+            continue
         item = by_id.get(row.get("id"))
         if item is None:
             continue  # answered in a run with a larger limit; kept on disk, not used
+        if item.id in done:
+            raise RunMismatchError(f"{path}:{lineno}: a second answer for item {item.id!r} (the first is on line "
+                                   f"{lines[item.id]}); delete one of the two lines, or overwrite=true to redo all")
+        lines[item.id] = lineno
         if row.get("prompt") != item.prompt or row.get("image") != _image_str(item):
             raise RunMismatchError(f"{path}: the saved answer for item {item.id!r} was made for another prompt or "
                                    "image (the benchmark data or version changed); use another out_dir or "
@@ -164,7 +191,12 @@ def run_eval(cfg: EvalConfig, generate_fn: GenerateFn | None = None, model_info:
     out, items = _prepare(cfg, bench)
     settings = generation_settings(cfg, bench)
     _check_settings(out, settings)
-    done = load_answers(out / SAMPLES, items)
+    rejected: list[dict[str, Any]] = []
+    done = load_answers(out / SAMPLES, items, rejected)
+    if rejected:  # those items are answered again below
+        write_rejected(out, rejected)
+        console.print(f"{len(rejected)} unusable rows in {out / SAMPLES} (listed in {out / 'rejected.jsonl'}); "
+                      "their items are answered again", markup=False, highlight=False)
     n_new = generate_missing(items, done, generate_fn, out / SAMPLES, cfg.batch_size,
                              settings["decoding"]["max_new_tokens"], console)
     answers = [done[it.id]["answer"] for it in items]
