@@ -71,3 +71,23 @@ def test_flags_are_overrides():
     from unprior.cli import flag_overrides
 
     assert flag_overrides(["--resume", "--max-steps=3", "a=1"]) == ["resume=true", "max_steps=3", "a=1"]
+
+
+@pytest.mark.parametrize("override, field", [("lr=.nan", "lr"), ("lr=nan", "lr"),
+                                             ("max_grad_norm=.inf", "max_grad_norm"),
+                                             ("objective.beta=-.inf", "objective.beta")])
+def test_non_finite_floats_are_refused_naming_the_field(override, field):
+    from unprior.train.config import TrainConfig
+
+    with pytest.raises(ConfigError, match=rf"'{field}': must be a finite number"):
+        load_config(TrainConfig, None, ["model=m", "pairs=p", "out=o", override])
+
+
+def test_config_changes_name_fields_and_values():
+    from unprior.config import config_changes, describe_changes
+
+    old = {"lr": 0.001, "lora": {"r": 8, "alpha": 16}, "gone": 1}
+    new = {"lr": 0.002, "lora": {"r": 16, "alpha": 16}, "added": "x"}
+    assert config_changes(old, new) == ['added: <absent> -> "x"', "gone: 1 -> <absent>", "lora.r: 8 -> 16",
+                                        "lr: 0.001 -> 0.002"]
+    assert describe_changes(old, old) == "no field differs"

@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import math
 import textwrap
 import types
 import typing
@@ -39,8 +40,10 @@ def fail(field: str, message: str) -> typing.NoReturn:
 
 
 def check_range(obj: object, name: str, lo: float | None = None, hi: float | None = None) -> None:
-    """Raise ConfigError if ``obj.name`` is outside [lo, hi]."""
+    """Raise ConfigError if ``obj.name`` is outside [lo, hi] or is a NaN or infinite float."""
     value = getattr(obj, name)
+    if isinstance(value, float) and not math.isfinite(value):
+        fail(name, f"must be a finite number, got {value!r}")
     if lo is not None and value < lo:
         fail(name, f"must be >= {lo}, got {value!r}")
     if hi is not None and value > hi:
@@ -133,13 +136,15 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
         if isinstance(value, bool):
             return value
         fail(name, f"expected true/false, got {value!r}")
-    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if hint is float and isinstance(value, str):
+    if hint is float and isinstance(value, int | float | str) and not isinstance(value, bool):
         try:  # YAML 1.1 reads "1e-3" as a string
-            return float(value)
+            number = float(value)
         except ValueError:
-            pass
+            number = None
+        if number is not None and not math.isfinite(number):  # .nan, .inf, "nan": never a usable setting
+            fail(name, f"must be a finite number, got {value!r}")
+        if number is not None:
+            return number
     if hint is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if hint is str and isinstance(value, str):
@@ -219,6 +224,37 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: typing.
 
 def dump_yaml(cfg: Any, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {prefix.rstrip("."): data}
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        flat |= _flatten(value, f"{prefix}{key}.") if isinstance(value, dict) and value else {prefix + key: value}
+    return flat
+
+
+ABSENT = "<absent>"
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``["lr: 0.001 -> 0.002", "lora.r: 8 -> 16"]``: the dotted fields whose values differ between two config
+    dicts (a field only one of them has shows as ``<absent>`` on the other side)."""
+    a, b = _flatten(old), _flatten(new)
+
+    def show(value: Any) -> str:
+        return value if value is ABSENT else json.dumps(value)
+
+    return [f"{k}: {show(a.get(k, ABSENT))} -> {show(b.get(k, ABSENT))}"
+            for k in sorted({*a, *b}) if a.get(k, ABSENT) != b.get(k, ABSENT)]
+
+
+def describe_changes(old: dict[str, Any], new: dict[str, Any], limit: int = 8) -> str:
+    """:func:`config_changes` as one clause: ``"lr: 0.001 -> 0.002; seed: 0 -> 1"`` (at most ``limit`` fields)."""
+    changes = config_changes(old, new)
+    more = f"; (+{len(changes) - limit} more)" if len(changes) > limit else ""
+    return "; ".join(changes[:limit]) + more if changes else "no field differs"
 
 
 def config_hash(cfg: Any, n: int = 12) -> str:

@@ -26,6 +26,9 @@ class ScoreConfig:
     """Dtype the model is loaded in for scoring (part of the cache key)."""
     batch_size: int = 8
     """Rows per forward; all responses of a row share its forward."""
+    chunk_rows: int = 256
+    """Rows scored between two commits of the work (rounded up to a multiple of ``batch_size``): a killed run loses
+    at most this many rows, and a rerun scores only the rows after the last commit (docs/score.md, "Resuming")."""
     method: Literal["auto", "prefix", "naive"] = "auto"
     """Forward used: shared prefix where the family supports it (auto), or always naive. Both give the same numbers
     (tested to 1e-5), so this is not part of the cache key."""
@@ -49,6 +52,7 @@ class ScoreConfig:
     def validate(self) -> None:
         check_range(self, "max_length", 2, 1_000_000)
         check_range(self, "batch_size", 1, 100_000)
+        check_range(self, "chunk_rows", 1, 100_000_000)
         check_range(self, "threads", 0, 1024)
         if not self.model:
             fail("model", "is required (a model directory or hub id)")

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from unprior.guards import json_safe
 from unprior.io import write_json
 from unprior.losses import noise_q
 
@@ -54,6 +55,10 @@ def reference_margins(table: pa.Table) -> dict[str, dict[str, np.ndarray]]:
 
 
 def _summary(values: np.ndarray, alpha: float) -> dict[str, Any]:
+    values = values[np.isfinite(values)]  # entries hold finite values only; a table from elsewhere may not
+    if not values.size:
+        return {"mean": None, "std": None, "quantiles": {}, "share_negative": None, "share_tied": None,
+                "q_from_reference": None, "alpha": alpha}
     return {
         "mean": float(values.mean()),
         "std": float(values.std()),
@@ -98,17 +103,20 @@ def write_noise_report(table: pa.Table, out: str | Path) -> dict[str, Any]:
     out = Path(out)
     margins = reference_margins(table)
     report = noise_report(margins)
-    write_json(out / "noise_report.json", report)
+    write_json(out / "noise_report.json", json_safe(report))
     for margin, label in (("sum", "summed log-prob margin m_Σ"), ("mean", "per-token log-prob margin m_μ")):
         fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
         for kind, values in margins.items():
+            finite = values[margin][np.isfinite(values[margin])]
+            if not finite.size:  # nothing to draw (a histogram of NaNs raises)
+                continue
             share = report["kinds"][kind][margin]["share_negative"]
-            ax.hist(values[margin], bins=40, histtype="step", linewidth=1.4, label=f"{kind} ({share:.0%} < 0)")
+            ax.hist(finite, bins=40, histtype="step", linewidth=1.4, label=f"{kind} ({share:.0%} < 0)")
         ax.axvline(0.0, color="black", linewidth=0.8, linestyle="--")
         ax.set_xlabel(f"reference {label}: chosen − negative")
         ax.set_ylabel("negatives")
         ax.set_title("Noise report: reference margins per negative kind (NaPO Fig. 4)", fontsize=9)
-        if margins:
+        if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(out / f"noise_{margin}.png")

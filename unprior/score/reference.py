@@ -17,6 +17,15 @@ Cache entry ``<cache_dir>/<key>/``::
                         term): corrupted.parquet (row, id, logp_sum, logp_mean, n_tokens, truncated), dropped.jsonl,
                         corruption.png (a few originals above their corrupted images), manifest.json
 
+While an entry is being scored its work is committed every ``chunk_rows`` rows to ``<cache_dir>/.<key>.work/``
+(``chunk-<first>-<end>.parquet``, the chunk's dropped rows in its metadata); a rerun after a kill scores only the
+rows after the last commit, in the same batches, so the entry is bit-identical to an uninterrupted run's. The work
+directory is removed once the entry is written.
+
+No entry holds a NaN or infinite log-prob: a row with one is dropped (reason ``nonfinite_logp``); a model for
+which most rows are non-finite, or whose weights are, is refused with the count and ids. A damaged entry that holds
+one anyway is refused when read (docs/score.md, "Non-finite values").
+
 The key hashes exactly what changes the numbers: the model directory's files (weights, config, tokenizer,
 processor), the pairs file's bytes, the image root, the chat template, the image-processor settings, ``max_length``
 and ``dtype``. β, the loss, the batch size and the forward method do not enter it. A corrupted sub-entry's key adds
@@ -28,6 +37,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -42,7 +53,9 @@ import torch
 from PIL import Image
 
 from unprior.config import dump_yaml
+from unprior.guards import NonFiniteError, some_ids
 from unprior.io import (
+    atomic_write_bytes,
     cache_root,
     is_complete,
     read_json,
@@ -157,10 +170,12 @@ def load_frozen(cfg: ScoreConfig):
     return model.eval(), processor
 
 
-def _chunks(cfg: ScoreConfig) -> Iterator[list[tuple[int, PairRow]]]:
-    """The pairs file's rows with their file positions, ``batch_size`` at a time."""
+def _chunks(cfg: ScoreConfig, start: int = 0) -> Iterator[list[tuple[int, PairRow]]]:
+    """The pairs file's rows from position ``start`` on, with their file positions, ``batch_size`` at a time."""
     chunk: list[tuple[int, PairRow]] = []
     for index, row in enumerate(iter_pairs(cfg.pairs, image_root=cfg.image_root or None)):
+        if index < start:
+            continue
         chunk.append((index, row))
         if len(chunk) == cfg.batch_size:
             yield chunk
@@ -169,32 +184,131 @@ def _chunks(cfg: ScoreConfig) -> Iterator[list[tuple[int, PairRow]]]:
         yield chunk
 
 
+Columns = dict[str, list[Any]]
+Dropped = list[dict[str, Any]]
+ScoreBatch = Callable[[list[tuple[int, PairRow]]], tuple[Columns, Dropped]]
+CHUNK_FILE = re.compile(r"chunk-(\d{9})-(\d{9})\.parquet")
+
+
+def work_dir(out: str | Path) -> Path:
+    """Where the scoring work of the entry (or corrupted sub-entry) ``out`` is committed until ``out`` is written."""
+    out = Path(out)
+    return out.parent / f".{out.name}.work"
+
+
+class Chunks:
+    """The committed chunks of one scoring run under ``work`` (None: nothing is persisted).
+
+    A chunk is ``chunk-<first>-<end>.parquet``: the scored responses of pairs-file rows ``first`` to ``end - 1`` and,
+    in its schema metadata, the rows of that range that were dropped. Each is written atomically, so a chunk is
+    either whole or absent; chunks are used from row 0 up to the first gap.
+    """
+
+    def __init__(self, work: Path | None, schema: pa.Schema) -> None:
+        self.work, self.schema = work, schema
+        if work is not None:
+            work.mkdir(parents=True, exist_ok=True)
+            for tmp in work.glob(".*.tmp"):  # a write killed before its rename
+                tmp.unlink(missing_ok=True)
+
+    def committed(self) -> list[tuple[int, int, Path]]:
+        """``(first, end, path)`` of the usable chunks: contiguous from row 0."""
+        if self.work is None:
+            return []
+        found = sorted((int(m[1]), int(m[2]), p) for p in self.work.iterdir() if (m := CHUNK_FILE.fullmatch(p.name)))
+        usable, end = [], 0
+        for first, stop, path in found:
+            if first != end:
+                break
+            usable.append((first, stop, path))
+            end = stop
+        return usable
+
+    def load(self) -> tuple[list[pa.Table], Dropped, int]:
+        """The committed tables, their dropped rows and the position the next chunk starts at."""
+        tables: list[pa.Table] = []
+        dropped: Dropped = []
+        end = 0
+        for _, stop, path in self.committed():
+            try:
+                table = pq.read_table(path)
+            except (OSError, pa.ArrowInvalid):
+                break  # a damaged chunk: rescore from here
+            dropped += json.loads((table.schema.metadata or {}).get(b"dropped", b"[]"))
+            tables.append(table.replace_schema_metadata(None).cast(self.schema))
+            end = stop
+        return tables, dropped, end
+
+    def commit(self, first: int, end: int, columns: Columns, dropped: Dropped) -> pa.Table:
+        table = pa.Table.from_pydict(columns, schema=self.schema)
+        if self.work is not None:
+            sink = pa.BufferOutputStream()
+            pq.write_table(table.replace_schema_metadata({"dropped": json.dumps(dropped)}), sink)
+            atomic_write_bytes(self.work / f"chunk-{first:09d}-{end:09d}.parquet", sink.getvalue().to_pybytes())
+        return table
+
+
+def _score_in_chunks(cfg: ScoreConfig, work: Path | None, schema: pa.Schema, score_batch: ScoreBatch,
+                     log: Log) -> tuple[pa.Table, Dropped]:
+    """Every row's responses via ``score_batch``, committed to ``work`` every ``chunk_rows`` rows (whole batches),
+    continuing after the chunks a killed run committed."""
+    store = Chunks(work, schema)
+    tables, dropped, start = store.load()
+    if start:
+        log(f"resuming: rows 0-{start - 1} were committed in {work} ({sum(t.num_rows for t in tables)} responses); "
+            f"scoring from row {start}")
+    per_commit = math.ceil(cfg.chunk_rows / cfg.batch_size) * cfg.batch_size
+    columns: Columns = {name: [] for name in schema.names}
+    lost: Dropped = []
+    first = end = start
+    for chunk in _chunks(cfg, start):
+        scored, gone = score_batch(chunk)
+        for name in schema.names:
+            columns[name] += scored[name]
+        lost += gone
+        end = chunk[-1][0] + 1
+        if end - first >= per_commit:
+            tables.append(store.commit(first, end, columns, lost))
+            dropped += lost
+            columns, lost, first = {name: [] for name in schema.names}, [], end
+    if end > first:
+        tables.append(store.commit(first, end, columns, lost))
+        dropped += lost
+    table = pa.concat_tables(tables).combine_chunks() if tables else schema.empty_table()
+    return table, dropped
+
+
+def _reference_batch(encoder: RowEncoder, scorer: ResponseScorer, chunk: list[tuple[int, PairRow]],
+                     ) -> tuple[Columns, Dropped]:
+    """Scores of every response of a batch of rows (columns of :data:`REFERENCE_SCHEMA`) and the rows dropped."""
+    columns: Columns = {name: [] for name in REFERENCE_SCHEMA.names}
+    ids = {index: row.id for index, row in chunk}
+    kinds = {index: [CHOSEN, *(n.kind for n in row.negatives)] for index, row in chunk}
+    rows, lost = encoder.encode(chunk)
+    dropped = [{"row": d.index, "id": ids[d.index], "reason": d.reason} for d in lost]
+    if rows is None:
+        return columns, dropped
+    picks = [list(range(len(r))) for r in rows.responses]
+    batch = encoder.collate(rows, picks, repeat_prompts=scorer.repeat_prompts)
+    sums, counts = scorer(**batch.inputs())
+    flat = [(index, j) for index, pick in zip(rows.indices, picks, strict=True) for j in pick]
+    truncated = [t for row in rows.truncated for t in row]
+    for (index, j), total, count, cut in zip(flat, sums.double().tolist(), counts.long().tolist(), truncated,
+                                             strict=True):
+        for name, value in zip(REFERENCE_SCHEMA.names, (index, ids[index], j, kinds[index][j], total,
+                                                        total / max(count, 1), count, cut), strict=True):
+            columns[name].append(value)
+    return columns, dropped
+
+
 @torch.no_grad()
-def score_pairs(cfg: ScoreConfig, model, processor, log: Log = print) -> tuple[pa.Table, list[dict[str, Any]]]:
+def score_pairs(cfg: ScoreConfig, model, processor, log: Log = print, *, work: Path | None = None,
+                ) -> tuple[pa.Table, list[dict[str, Any]]]:
     """Reference log-probs of every response of ``cfg.pairs`` (a table in :data:`REFERENCE_SCHEMA`) and the dropped
-    rows."""
+    rows; with ``work``, committed there chunk by chunk and continued from what a killed run committed."""
     scorer = ResponseScorer(model, cfg.method, log=log)
     encoder = RowEncoder(processor, cfg.max_length)
-    dropped: list[dict[str, Any]] = []
-    columns: dict[str, list[Any]] = {name: [] for name in REFERENCE_SCHEMA.names}
-    for chunk in _chunks(cfg):
-        ids = {index: row.id for index, row in chunk}
-        kinds = {index: [CHOSEN, *(n.kind for n in row.negatives)] for index, row in chunk}
-        rows, lost = encoder.encode(chunk)
-        dropped += [{"row": d.index, "id": ids[d.index], "reason": d.reason} for d in lost]
-        if rows is None:
-            continue
-        picks = [list(range(len(r))) for r in rows.responses]
-        batch = encoder.collate(rows, picks, repeat_prompts=scorer.repeat_prompts)
-        sums, counts = scorer(**batch.inputs())
-        flat = [(index, j) for index, pick in zip(rows.indices, picks, strict=True) for j in pick]
-        truncated = [t for row in rows.truncated for t in row]
-        for (index, j), total, count, cut in zip(flat, sums.double().tolist(), counts.long().tolist(), truncated,
-                                                 strict=True):
-            for name, value in zip(REFERENCE_SCHEMA.names, (index, ids[index], j, kinds[index][j], total,
-                                                            total / max(count, 1), count, cut), strict=True):
-                columns[name].append(value)
-    return pa.Table.from_pydict(columns, schema=REFERENCE_SCHEMA), dropped
+    return _score_in_chunks(cfg, work, REFERENCE_SCHEMA, lambda chunk: _reference_batch(encoder, scorer, chunk), log)
 
 
 CORRUPTED_SCHEMA = pa.schema(
@@ -209,30 +323,87 @@ CORRUPTED_SCHEMA = pa.schema(
 )
 
 
+def _corrupted_batch(encoder: RowEncoder, scorer: ResponseScorer, corrupt, chunk: list[tuple[int, PairRow]],
+                     ) -> tuple[Columns, Dropped]:
+    """Scores of a batch's chosen answers with their corrupted images (columns of :data:`CORRUPTED_SCHEMA`)."""
+    columns: Columns = {name: [] for name in CORRUPTED_SCHEMA.names}
+    ids = {index: row.id for index, row in chunk}
+    rows, lost = encoder.encode(chunk)
+    dropped = [{"row": d.index, "id": ids[d.index], "reason": d.reason} for d in lost]
+    if rows is None:
+        return columns, dropped
+    rows = encoder.with_corrupted(rows, corrupt, keep_originals=False)
+    batch = encoder.collate(rows, [[0]] * len(rows), repeat_prompts=scorer.repeat_prompts)
+    sums, counts = scorer(**batch.inputs())
+    for index, total, count, cut in zip(rows.indices, sums.double().tolist(), counts.long().tolist(),
+                                        [t[0] for t in rows.truncated], strict=True):
+        for name, value in zip(CORRUPTED_SCHEMA.names, (index, ids[index], total, total / max(count, 1), count,
+                                                        cut), strict=True):
+            columns[name].append(value)
+    return columns, dropped
+
+
 @torch.no_grad()
-def score_corrupted(cfg: ScoreConfig, model, processor, log: Log = print) -> tuple[pa.Table, list[dict[str, Any]]]:
+def score_corrupted(cfg: ScoreConfig, model, processor, log: Log = print, *, work: Path | None = None,
+                    ) -> tuple[pa.Table, list[dict[str, Any]]]:
     """Reference log-probs of every chosen answer of ``cfg.pairs`` with its row's corrupted image
-    (``cfg.corruption``), as a table in :data:`CORRUPTED_SCHEMA`, and the dropped rows."""
+    (``cfg.corruption``), as a table in :data:`CORRUPTED_SCHEMA`, and the dropped rows; ``work`` as in
+    :func:`score_pairs`."""
     scorer = ResponseScorer(model, cfg.method, log=log)
     encoder = RowEncoder(processor, cfg.max_length)
     corrupt = make_corrupter(cfg.corruption, processor)
-    dropped: list[dict[str, Any]] = []
-    columns: dict[str, list[Any]] = {name: [] for name in CORRUPTED_SCHEMA.names}
-    for chunk in _chunks(cfg):
-        ids = {index: row.id for index, row in chunk}
-        rows, lost = encoder.encode(chunk)
-        dropped += [{"row": d.index, "id": ids[d.index], "reason": d.reason} for d in lost]
-        if rows is None:
-            continue
-        rows = encoder.with_corrupted(rows, corrupt, keep_originals=False)
-        batch = encoder.collate(rows, [[0]] * len(rows), repeat_prompts=scorer.repeat_prompts)
-        sums, counts = scorer(**batch.inputs())
-        for index, total, count, cut in zip(rows.indices, sums.double().tolist(), counts.long().tolist(),
-                                            [t[0] for t in rows.truncated], strict=True):
-            for name, value in zip(CORRUPTED_SCHEMA.names, (index, ids[index], total, total / max(count, 1), count,
-                                                            cut), strict=True):
-                columns[name].append(value)
-    return pa.Table.from_pydict(columns, schema=CORRUPTED_SCHEMA), dropped
+    return _score_in_chunks(cfg, work, CORRUPTED_SCHEMA,
+                            lambda chunk: _corrupted_batch(encoder, scorer, corrupt, chunk), log)
+
+
+# ---------------------------------------------------------------------------------------------------------- numerics
+
+NONFINITE_REFUSE = 0.5
+"""Share of scored rows with a non-finite log-prob above which the model, not the rows, is taken to be broken."""
+NONFINITE = "nonfinite_logp"
+"""Drop reason of a row with a NaN or infinite reference log-prob."""
+
+
+def nonfinite_rows(table: pa.Table) -> list[tuple[int, str]]:
+    """``(row, id)`` of the rows of a reference or corrupted table with a NaN or infinite log-prob, in file order."""
+    values = [table[name].to_numpy(zero_copy_only=False) for name in ("logp_sum", "logp_mean")]
+    bad = ~(np.isfinite(values[0]) & np.isfinite(values[1]))
+    return sorted(set(zip(table["row"].to_numpy()[bad].tolist(), np.asarray(table["id"].to_pylist(),
+                                                                            dtype=object)[bad].tolist(), strict=True)))
+
+
+def _drop_nonfinite(table: pa.Table, dropped: Dropped, cfg: ScoreConfig, work: Path) -> tuple[pa.Table, Dropped]:
+    """Drop the rows holding a non-finite log-prob (reason :data:`NONFINITE`); refuse when they are most rows."""
+    bad = nonfinite_rows(table)
+    if not bad:
+        return table, dropped
+    scored = len(set(table["row"].to_pylist()))
+    if len(bad) > NONFINITE_REFUSE * scored:
+        raise NonFiniteError(
+            f"{cfg.model} gives NaN or infinite log-probs for {len(bad)} of {scored} rows (ids "
+            f"{some_ids([i for _, i in bad])}): the model is broken (or overflows in {cfg.dtype}); no entry was "
+            f"written, the scored chunks are kept in {work}")
+    rows = {r for r, _ in bad}
+    keep = pa.array([r not in rows for r in table["row"].to_pylist()])
+    extra = [{"row": r, "id": i, "reason": NONFINITE} for r, i in bad]
+    return table.filter(keep), sorted(dropped + extra, key=lambda d: d["row"])
+
+
+def _check_weights(model, name: str) -> None:
+    """Refuse a model with NaN or infinite weights before it scores anything."""
+    bad = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise NonFiniteError(f"{name}: {len(bad)} weight tensors hold NaN or infinite values ({some_ids(bad, 3)}); "
+                             "it cannot score (a model saved by a diverged run? use a checkpoint from before)")
+
+
+def _check_finite_entry(path: Path, table: pa.Table) -> None:
+    """Refuse a reference or corrupted table holding a non-finite log-prob (a damaged or hand-edited entry)."""
+    bad = nonfinite_rows(table)
+    if bad:
+        raise NonFiniteError(f"{path}: {len(bad)} rows hold NaN or infinite log-probs (rows "
+                             f"{some_ids([r for r, _ in bad])}; ids {some_ids([i for _, i in bad])}): the entry is "
+                             f"damaged; delete {path.parent} or rescore with overwrite=true")
 
 
 def corruption_preview(cfg: ScoreConfig, processor, n: int = 4) -> Image.Image | None:
@@ -293,12 +464,20 @@ def ensure_reference(cfg: ScoreConfig, log: Log = print, *, model=None, processo
 
 
 def _score_entry(cfg: ScoreConfig, out: Path, key: str, inputs: dict[str, Any], model, processor, log: Log):
-    """Score every response of ``cfg.pairs`` and write the entry ``out`` atomically; return the model used."""
+    """Score every response of ``cfg.pairs`` (resuming committed work) and write the entry ``out`` atomically;
+    return the model used."""
+    work = work_dir(out)
+    if cfg.overwrite:
+        shutil.rmtree(work, ignore_errors=True)
+    resumed = sum(pq.read_metadata(p).num_rows for _, _, p in Chunks(work, REFERENCE_SCHEMA).committed())
     log(f"reference log-probs: cache miss, scoring {cfg.pairs} with {cfg.model} -> {out}")
     t0 = time.perf_counter()
     if model is None:
         model, processor = load_frozen(cfg)
-    table, dropped = score_pairs(cfg, model, processor, log)
+    _check_weights(model, cfg.model)
+    table, dropped = score_pairs(cfg, model, processor, log, work=work)
+    now = table.num_rows - resumed
+    table, dropped = _drop_nonfinite(table, dropped, cfg, work)
     from unprior.score.noise_report import write_noise_report
 
     with staged_dir(out, overwrite=True) as tmp:
@@ -308,8 +487,10 @@ def _score_entry(cfg: ScoreConfig, out: Path, key: str, inputs: dict[str, Any], 
         write_noise_report(table, tmp)
         dump_yaml(cfg, tmp / "score_config.yaml")
         write_json(tmp / "manifest.json", _manifest(key, inputs, table, dropped, time.perf_counter() - t0))
-    log(f"reference log-probs: {table.num_rows} responses of {len(set(table['row'].to_pylist()))} rows scored, "
-        f"{len(dropped)} rows dropped ({time.perf_counter() - t0:.1f}s)")
+    shutil.rmtree(work, ignore_errors=True)
+    log(f"reference log-probs: {table.num_rows} responses of {len(set(table['row'].to_pylist()))} rows scored "
+        f"({now} responses by this run, {resumed} resumed from committed chunks), {len(dropped)} rows dropped "
+        f"({time.perf_counter() - t0:.1f}s)")
     for reason, n in sorted(_manifest(key, inputs, table, dropped, 0.0)["dropped"].items()):
         log(f"  dropped, {reason}: {n} (ids and rows in {out / 'rejected.jsonl'})")
     return model, processor
@@ -323,9 +504,13 @@ def _ensure_corrupted(cfg: ScoreConfig, entry: Path, model, processor, log: Log)
         return out
     log(f"corrupted-image log-probs ({cfg.corruption.kind}): cache miss, scoring the chosen answers -> {out}")
     t0 = time.perf_counter()
+    work = work_dir(out)
+    if cfg.overwrite:
+        shutil.rmtree(work, ignore_errors=True)
     if model is None:
         model, processor = load_frozen(cfg)
-    table, dropped = score_corrupted(cfg, model, processor, log)
+    table, dropped = score_corrupted(cfg, model, processor, log, work=work)
+    table, dropped = _drop_nonfinite(table, dropped, cfg, work)
     preview = corruption_preview(cfg, processor)
     with staged_dir(out, overwrite=True) as tmp:
         pq.write_table(table, tmp / CORRUPTED_FILE)
@@ -336,6 +521,7 @@ def _ensure_corrupted(cfg: ScoreConfig, entry: Path, model, processor, log: Log)
             "kind": "unprior-corrupted-reference", "format_version": CORRUPTED_FORMAT_VERSION,
             "key": out.name, "key_inputs": corrupted_key_inputs(entry.name, cfg.corruption),
             "responses": table.num_rows, "dropped": len(dropped), "seconds": round(time.perf_counter() - t0, 2)})
+    shutil.rmtree(work, ignore_errors=True)
     log(f"corrupted-image log-probs: {table.num_rows} chosen answers scored ({time.perf_counter() - t0:.1f}s)")
     return out
 
@@ -379,7 +565,12 @@ class Reference:
 
 def load_reference(path: str | Path, corruption: CorruptionConfig | None = None) -> Reference:
     """Read a complete cache entry written by :func:`ensure_reference`; with ``corruption``, also its corrupted
-    sub-entry (written by ``ensure_reference`` with ``corrupted=True`` and that corruption)."""
+    sub-entry (written by ``ensure_reference`` with ``corrupted=True`` and that corruption).
+
+    Raises:
+        NonFiniteError: a table holds a NaN or infinite log-prob (the entry was damaged or edited), naming the file,
+            the count and the rows.
+    """
     path = Path(path)
     if not is_complete(path):
         raise FileNotFoundError(f"{path} is not a complete reference entry (no manifest.json)")
@@ -388,9 +579,13 @@ def load_reference(path: str | Path, corruption: CorruptionConfig | None = None)
         sub = corrupted_dir(path, corruption)
         if not is_complete(sub):
             raise FileNotFoundError(f"{sub} is not a complete corrupted-image entry; score with corrupted=true")
-        table = pq.read_table(sub / CORRUPTED_FILE).to_pydict()
+        loaded = pq.read_table(sub / CORRUPTED_FILE)
+        _check_finite_entry(sub / CORRUPTED_FILE, loaded)
+        table = loaded.to_pydict()
         corrupted = {r: (s, c) for r, s, c in zip(table["row"], table["logp_sum"], table["n_tokens"], strict=True)}
-    data = pq.read_table(path / REFERENCE_FILE).to_pydict()
+    loaded = pq.read_table(path / REFERENCE_FILE)
+    _check_finite_entry(path / REFERENCE_FILE, loaded)
+    data = loaded.to_pydict()
     sums: dict[int, list[float]] = {}
     counts: dict[int, list[int]] = {}
     kinds: dict[int, list[str]] = {}
