@@ -34,9 +34,17 @@ from typing import Any
 import numpy as np
 
 from unprior.config import check_choice, check_range, fail
-from unprior.io import write_json
+from unprior.io import InputError, write_json
 from unprior.pairs.rules import stable_seed
-from unprior.pairs.schema import NEGATIVE_KINDS, Negative, PairRow, pairs_metadata, read_pairs, write_pairs
+from unprior.pairs.schema import (
+    NEGATIVE_KINDS,
+    Negative,
+    PairRow,
+    pairs_metadata,
+    read_pairs,
+    require_pairs_rows,
+    write_pairs,
+)
 from unprior.world.phrasings import answer_from_meta
 
 MODES = ("rewrite", "same_form", "flip")
@@ -152,8 +160,9 @@ def _draw_slots(rows: list[PairRow], rate: float, kinds: list[str], eligible: li
     for kind in kinds:
         need = round(rate * totals[kind])
         if need > len(slots[kind]):
-            raise ValueError(f"rate {rate}: {need} {kind} negatives must be noised but only {len(slots[kind])} "
-                             f"of {totals[kind]} belong to rows with a correct alternative")
+            raise InputError(f"rate {rate}: {need} {kind} negatives must be noised but only {len(slots[kind])} "
+                             f"of {totals[kind]} belong to rows with a correct alternative; lower rate, pass pairs "
+                             "whose rows the rewrite can answer (rows of an unprior world), or use mode=flip")
         picked = rng.choice(len(slots[kind]), size=need, replace=False) if need else []
         chosen.update(slots[kind][p] for p in picked)
     return chosen, totals
@@ -165,6 +174,15 @@ def _summary(rows: list[PairRow], chosen: set[Slot], totals: Counter[str], rate:
     return {"rate": rate, "kinds": kinds, "seed": seed,
             "negatives": {k: totals[k] for k in kinds}, "replaced": {k: planted[k] for k in kinds},
             "realised_rate": {k: planted[k] / totals[k] if totals[k] else 0.0 for k in kinds}}
+
+
+def _alternative(rewrite: Callable[[PairRow], str | None], row: PairRow) -> str | None:
+    """``rewrite(row)``; a row whose meta the rewrite cannot read (a hand-edited or foreign file) has no alternative:
+    it is left clean, like any row without one, instead of stopping the run."""
+    try:
+        return rewrite(row)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+        return None
 
 
 def plant_noise(rows: list[PairRow], rate: float, kinds: list[str], rewrite: Callable[[PairRow], str | None],
@@ -182,7 +200,7 @@ def plant_noise(rows: list[PairRow], rate: float, kinds: list[str], rewrite: Cal
     Returns:
         The noised rows (same order, same count) and the counts (``replaced``, ``realised_rate`` per kind).
     """
-    alternatives = [rewrite(r) for r in rows]
+    alternatives = [_alternative(rewrite, r) for r in rows]
     chosen, totals = _draw_slots(rows, rate, kinds, [a is not None for a in alternatives], seed)
     out = []
     for i, row in enumerate(rows):
@@ -201,7 +219,7 @@ def same_form_noise(rows: list[PairRow], rate: float, kinds: list[str], seed: in
             too few rows can reach the rate.
     """
     if rate > 0 and not any(isinstance(r.meta.get("phrasings"), int) and r.meta["phrasings"] >= 2 for r in rows):
-        raise ValueError("mode=same_form needs pairs from a world built with phrasings >= 2 (rows record "
+        raise InputError("mode=same_form needs pairs from a world built with phrasings >= 2 (rows record "
                          "meta.phrasing); none of these rows does. Rebuild the world with `unprior world build "
                          "phrasings=3` (or world.phrasings=3) and generate the pairs again")
     return plant_noise(rows, rate, kinds, lambda row: world_same_form(row, seed), seed, label="same_form")
@@ -258,6 +276,7 @@ def noise_rows(rows: list[PairRow], cfg: NoiseConfig) -> tuple[list[PairRow], di
 def inject_noise(cfg: NoiseConfig) -> dict[str, Any]:
     """Write ``cfg.out`` (the noised pairs) and ``noise.json`` beside it; return the summary."""
     cfg.validate()
+    require_pairs_rows(cfg.pairs)
     root = pairs_metadata(cfg.pairs).get("image_root") if cfg.pairs.endswith(".parquet") else None
     rows = read_pairs(cfg.pairs)
     noised, summary = noise_rows(rows, cfg)
