@@ -184,3 +184,26 @@ def test_no_negatives_detail_says_whether_anything_was_made() -> None:
 
     assert _no_negatives_detail(2, ["rules"]).startswith("all 2 negatives were dropped by the filters")
     assert _no_negatives_detail(0, ["error_injection"]) == "no negative was produced (error_injection)"
+
+
+@pytest.mark.parametrize(("perturbation", "params"), [("diffusion_noise", {"t": 900}), ("blur", {"sigma": 3}),
+                                                      ("patch_mask", {"ratio": 0.5, "patch": 16}),
+                                                      ("blank", {"colour": "white"})])
+def test_switching_perturbation_takes_its_own_default_params(perturbation: str, params: dict, tmp_path: Path) -> None:
+    """Issue 21 item 7: naming a perturbation alone uses its defaults, not diffusion's {t: 900}."""
+    cfg = load_config(PairsConfig, None, ["source=x", f"out={tmp_path}", "strategies=[image_weakening]",
+                                          "generator.model=m", f"image_weakening.perturbation={perturbation}"])
+    assert cfg.image_weakening.params == params
+    partial = load_config(PairsConfig, None, ["source=x", f"out={tmp_path}", "image_weakening.perturbation=patch_mask",
+                                              "image_weakening.params={ratio: 0.25}"])
+    assert partial.image_weakening.params == {"ratio": 0.25, "patch": 16}
+
+
+def test_wrong_perturbation_param_names_the_perturbation_and_what_it_accepts(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"image_weakening\.params': patch_mask does not take t; it accepts ratio, "
+                                          r"patch, fill"):
+        load_config(PairsConfig, None, ["source=x", f"out={tmp_path}", "image_weakening.perturbation=patch_mask",
+                                        "image_weakening.params={t: 900}"])
+    with pytest.raises(ConfigError, match=r"blur does not take radius; it accepts sigma"):
+        load_config(PairsConfig, None, ["source=x", f"out={tmp_path}", "image_weakening.perturbation=blur",
+                                        "image_weakening.params={radius: 2}"])

@@ -183,9 +183,10 @@ class ImageWeakeningConfig:
 
     perturbation: str = "diffusion_noise"
     """Image perturbation: diffusion_noise (BPO), blur, patch_mask or blank (see ``unprior.pairs.perturb``)."""
-    params: dict[str, Any] = field(default_factory=lambda: {"t": 900})
-    """Keyword parameters of the perturbation: ``{t: 900}`` (diffusion step), ``{sigma: 3}`` (blur), ``{ratio:
-    0.5, patch: 16}`` (patch_mask), ``{colour: white}`` (blank)."""
+    params: dict[str, Any] | None = None
+    """Keyword parameters of the perturbation, over its defaults: ``{t: 900}`` (diffusion step), ``{sigma: 3}``
+    (blur), ``{ratio: 0.5, patch: 16}`` (patch_mask), ``{colour: white}`` (blank). Unset (null): the chosen
+    perturbation's defaults, so switching ``perturbation`` alone works."""
     space: str = "auto"
     """Where diffusion noise is added: tensor (the processor's normalised pixel_values, as BPO does; hf only), image
     (PIL pixels, any backend), or auto (tensor when the backend can, else image)."""
@@ -196,7 +197,17 @@ class ImageWeakeningConfig:
         check_choice(self, "space", ("auto", "tensor", "image"))
         if self.space == "tensor" and self.perturbation != "diffusion_noise":
             fail("space", "tensor space is only for diffusion_noise")
+        try:  # resolved in place: what the run uses (and hashes, and records) is the full parameter set
+            self.params = self.kwargs()
+        except ValueError as e:
+            fail("params", str(e))
         self.decoding.validate()
+
+    def kwargs(self) -> dict[str, Any]:
+        """The perturbation's keyword parameters: its defaults updated with ``params``."""
+        from unprior.pairs.perturb import perturbation_params
+
+        return perturbation_params(self.perturbation, self.params)
 
 
 @dataclass

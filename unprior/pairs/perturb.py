@@ -20,9 +20,10 @@ identity. Valid steps are 0..999.
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -215,14 +216,34 @@ class ImagePerturbation:
     fn: Callable[..., Image.Image]
     seeded: bool
     """Whether ``fn`` takes ``seed=``."""
+    defaults: dict[str, Any] = field(default_factory=dict)
+    """The params used when a config names the perturbation without giving them (``image_weakening.params``)."""
+
+    def accepted(self) -> list[str]:
+        """The keyword parameters ``fn`` takes besides the image and the seed."""
+        names = list(inspect.signature(self.fn).parameters)[1:]
+        return [n for n in names if n != "seed"]
 
 
 IMAGE_PERTURBATIONS: dict[str, ImagePerturbation] = {
-    "diffusion_noise": ImagePerturbation(diffusion_noise_image, seeded=True),
-    "blur": ImagePerturbation(gaussian_blur, seeded=False),
-    "patch_mask": ImagePerturbation(patch_mask, seeded=True),
-    "blank": ImagePerturbation(blank_image, seeded=False),
+    "diffusion_noise": ImagePerturbation(diffusion_noise_image, seeded=True, defaults={"t": DEFAULT_NOISE_STEP}),
+    "blur": ImagePerturbation(gaussian_blur, seeded=False, defaults={"sigma": 3}),
+    "patch_mask": ImagePerturbation(patch_mask, seeded=True, defaults={"ratio": 0.5, "patch": 16}),
+    "blank": ImagePerturbation(blank_image, seeded=False, defaults={"colour": "white"}),
 }
+
+
+def perturbation_params(name: str, params: dict[str, Any] | None) -> dict[str, Any]:
+    """``name``'s default params updated with ``params``; ValueError naming the perturbation and the params it
+    accepts when ``params`` holds one it does not take (e.g. diffusion's ``t`` given to ``patch_mask``)."""
+    if name not in IMAGE_PERTURBATIONS:
+        raise ValueError(f"unknown image perturbation {name!r}; known: {', '.join(IMAGE_PERTURBATIONS)}")
+    entry = IMAGE_PERTURBATIONS[name]
+    unknown = sorted(set(params or {}) - set(entry.accepted()))
+    if unknown:
+        raise ValueError(f"{name} does not take {', '.join(unknown)}; it accepts {', '.join(entry.accepted())} "
+                         f"(defaults {entry.defaults})")
+    return {**entry.defaults, **(params or {})}
 
 
 def perturb_image(image: Image.Image, name: str, params: dict[str, Any], *, seed: Seed) -> Image.Image:

@@ -427,17 +427,17 @@ def _preflight(cfg: PairsConfig) -> None:
         return
     weak = cfg.image_weakening
     if weak.perturbation == "diffusion_noise":
-        t = weak.params.get("t")
+        t = weak.kwargs().get("t")
         if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < 1000:
             fail("image_weakening.params.t", f"diffusion_noise needs an int step t in [0, 999], got {t!r}")
-    if weak.space == "tensor" and set(weak.params) != {"t"}:
+    if weak.space == "tensor" and set(weak.kwargs()) != {"t"}:
         fail("image_weakening.params", "tensor-space noise takes only t (the processor's own normalisation is used)")
     from PIL import Image
 
     from unprior.pairs.perturb import perturb_image
 
     try:
-        perturb_image(Image.new("RGB", (8, 8)), weak.perturbation, dict(weak.params), seed=0)
+        perturb_image(Image.new("RGB", (8, 8)), weak.perturbation, weak.kwargs(), seed=0)
     except (TypeError, ValueError) as e:
         fail("image_weakening.params", str(e))
 

@@ -117,18 +117,19 @@ def image_weakening(
     space = weakening_space(cfg, backend)
     decoding = Decoding.from_config(cfg.decoding)
     prompts, extra = [], []
+    params = cfg.kwargs()
     for s, im in zip(samples, images, strict=True):
         seed = stable_seed(ctx.seed, "image_weakening", s.id)
         if im is None:
             raise ValueError(f"sample {s.id!r} has no image to weaken")
         if space == "tensor":
-            prompts.append(Prompt(s.prompt, im, noise_step=int(cfg.params["t"]), noise_seed=seed))
+            prompts.append(Prompt(s.prompt, im, noise_step=int(params["t"]), noise_seed=seed))
         else:
-            prompts.append(Prompt(s.prompt, perturb_image(im, cfg.perturbation, dict(cfg.params), seed=seed)))
+            prompts.append(Prompt(s.prompt, perturb_image(im, cfg.perturbation, params, seed=seed)))
         extra.append(
             {
                 "perturbation": cfg.perturbation,
-                "params": dict(cfg.params),
+                "params": dict(params),
                 "space": space,
                 "prompt_view": "full",
                 "seed": seed,
