@@ -207,3 +207,30 @@ def test_wrong_perturbation_param_names_the_perturbation_and_what_it_accepts(tmp
     with pytest.raises(ConfigError, match=r"blur does not take radius; it accepts sigma"):
         load_config(PairsConfig, None, ["source=x", f"out={tmp_path}", "image_weakening.perturbation=blur",
                                         "image_weakening.params={radius: 2}"])
+
+
+def test_score_takes_a_pairs_run_directory_without_merge(tiny_world: Path, tiny_model: Path, tmp_path: Path) -> None:
+    """Issue 21 item 9: one shard needs no `pairs merge`: score (and train, through the same resolve_pairs) take
+    the run directory or its shard directory and merge it on the spot, once."""
+    import os
+
+    from unprior.pairs.run import resolve_pairs
+    from unprior.score.config import ScoreConfig
+    from unprior.score.reference import run_score
+
+    out = tmp_path / "pairs"
+    run_pairs(_rules(tiny_world, out, "load.limit=12"))
+    shard = next(out.glob("shard-*"))
+    logged: list[str] = []
+    merged = resolve_pairs(str(shard), logged.append)
+    assert merged == str(out / "pairs.parquet") and "merged 1 shard(s)" in logged[0]
+    assert _as_tuples(read_pairs(merged)) == _as_tuples(iter_run_rows(out))
+    stamp = os.stat(merged).st_mtime_ns
+    assert resolve_pairs(str(out), logged.append) == merged and len(logged) == 1  # up to date: not merged again
+    assert os.stat(merged).st_mtime_ns == stamp
+    file = str(tmp_path / "other.jsonl")
+    assert resolve_pairs(file) == file  # a file (even a missing one) is the reader's business
+    (out / "pairs.parquet").unlink()
+    assert run_score(load_config(ScoreConfig, None, [f"model={tiny_model}", f"pairs={out}",
+                                                     f"cache_dir={tmp_path / 'cache'}"])) == 0
+    assert (out / "pairs.parquet").is_file()

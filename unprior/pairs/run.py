@@ -27,12 +27,13 @@ per-part sampling seed). No pair is lost or duplicated. A changed config or sour
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -610,6 +611,29 @@ def merge_pairs(cfg: MergeConfig) -> dict[str, Any]:
         raise InputError(f"{out}: no rows to merge: every sample was dropped or filtered (listed with the reasons "
                          f"in {out / 'rejected.jsonl'}); check the source and the filters")
     return summary
+
+
+def resolve_pairs(path: str, log: Callable[[str], object] = print) -> str:
+    """The pairs file that ``score`` and ``train`` read for ``path``, so one shard needs no ``pairs merge``.
+
+    A file is returned as is. A pairs run directory (holding ``shard-*-of-*/``), or one of its shard directories,
+    gives the run's ``pairs.parquet``, merged now (every shard must be finished) when it is missing or older than a
+    shard's summary. Anything else is returned unchanged for the reader to refuse with its own message.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        return path
+    run = p.parent if fnmatch.fnmatch(p.name, SHARD_GLOB) and (p / "summary.json").is_file() else p
+    if not shard_dirs(run):
+        return path
+    merged = run / "pairs.parquet"
+    newest = max(((d / "summary.json").stat().st_mtime for d in shard_dirs(run) if (d / "summary.json").is_file()),
+                 default=0.0)
+    if merged.is_file() and merged.stat().st_mtime >= newest:
+        return str(merged)
+    summary = merge_pairs(MergeConfig(out=str(run)))
+    log(f"pairs: merged {len(summary['shards'])} shard(s) of {run} into {merged} ({summary['rows']} rows)")
+    return str(merged)
 
 
 def _merge_rejected(out: Path, dirs: list[Path]) -> dict[str, Any]:

@@ -35,6 +35,7 @@ with the new corrupted images; the entry itself is a hit.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -445,6 +446,9 @@ def ensure_reference(cfg: ScoreConfig, log: Log = print, *, model=None, processo
     Returns:
         The entry directory (holding ``reference.parquet`` and ``manifest.json``).
     """
+    from unprior.pairs.run import resolve_pairs
+
+    cfg = dataclasses.replace(cfg, pairs=resolve_pairs(cfg.pairs, log))  # a pairs run directory: its merged file
     require_pairs_rows(cfg.pairs)  # a missing, damaged or empty pairs file is refused before any model loads
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

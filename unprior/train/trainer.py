@@ -31,10 +31,12 @@ from accelerate.utils import DistributedType, set_seed
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from unprior.config import config_hash, dump_yaml, to_dict
-from unprior.io import write_rejected
+from unprior.config import config_hash, describe_changes, dump_yaml, to_dict
+from unprior.guards import NonFiniteError, json_line
+from unprior.io import InputError, read_json, write_rejected
 from unprior.losses import ObjectiveOutput, objective_loss
 from unprior.models.sft import cosine_lr
+from unprior.pairs.run import resolve_pairs
 from unprior.pairs.schema import read_pairs
 from unprior.score.batch import RowEncoder
 from unprior.score.config import ScoreConfig
@@ -50,12 +52,14 @@ from unprior.train.checkpoint import (
 )
 from unprior.train.config import TrainConfig
 from unprior.train.data import Order, PreferenceData, TrainBatch, prefetched
+from unprior.train.guard import StepGuard
 from unprior.train.model import build_policy, optimizer_groups
 from unprior.train.tracking import Tracker, check_available, make_tracker
 
-RESUME_IGNORES = ("resume", "overwrite", "log_every", "save_every", "keep_checkpoints", "eval_every", "report_to",
-                  "threads", "score_batch_size")
-"""Config fields that may change between a run and its resumption (they do not change the numbers)."""
+RESUME_IGNORES = ("out", "resume", "overwrite", "log_every", "save_every", "keep_checkpoints", "eval_every",
+                  "report_to", "threads", "score_batch_size", "nonfinite")
+"""Config fields that may change between a run and its resumption (they do not change the numbers; ``out`` may
+differ when the run directory was moved; ``nonfinite`` to skip the batch a stopped run stopped at)."""
 
 
 @dataclass
@@ -77,6 +81,8 @@ class Run:
     console: Console
     tracker: Tracker | None = None
     """The ``report_to`` tracker (main process only)."""
+    skipped: int = 0
+    """Steps skipped for a non-finite loss or gradient norm before ``start_step`` (from the checkpoint)."""
 
     def log(self, message: str) -> None:
         if self.accelerator.is_main_process:
@@ -101,6 +107,9 @@ def setup(cfg: TrainConfig) -> Run:
     set_seed(cfg.seed)
     console = Console()
     log = console.print if accelerator.is_main_process else (lambda *_: None)
+    with accelerator.main_process_first():  # a pairs run directory: its merged file (the main process merges)
+        cfg.pairs = resolve_pairs(cfg.pairs, log)
+        cfg.eval_pairs = resolve_pairs(cfg.eval_pairs, log) if cfg.eval_pairs else cfg.eval_pairs
     out = _prepare_out(cfg, accelerator)
 
     # 2. Reference log-probs from the score cache; the main process computes a missing entry first. mDPO's
@@ -138,7 +147,7 @@ def setup(cfg: TrainConfig) -> Run:
     scorer, optimizer, scheduler = accelerator.prepare(scorer, optimizer, scheduler)
     _fsdp2_unsharded_backward(accelerator, scorer, optimizer)
     accelerator.register_save_state_pre_hook(trainable_only)
-    start = _resume(cfg, accelerator, out, log)
+    start, skipped = _resume(cfg, accelerator, out, log)
     tracker = None
     if accelerator.is_main_process:
         tracker = make_tracker(cfg.report_to, out, _flat(to_dict(cfg)), yaml.safe_dump(to_dict(cfg), sort_keys=False),
@@ -146,7 +155,7 @@ def setup(cfg: TrainConfig) -> Run:
     log(f"steps: {start} -> {total}, global batch {order.global_batch} rows on {accelerator.num_processes} "
         f"process(es), lr {cfg.lr} (warm-up {warmup})")
     return Run(cfg, accelerator, scorer, optimizer, scheduler, processor, data, eval_data, order, total, start, out,
-               console, tracker)
+               console, tracker, skipped)
 
 
 def train(run: Run) -> dict[str, float]:
@@ -160,6 +169,7 @@ def train(run: Run) -> dict[str, float]:
     plan = ((step, micro, run.order.micro_rows(step, micro, acc.process_index))
             for step in range(run.start_step, run.total_steps) for micro in range(cfg.grad_accum))
     clip = _grad_clipper(run)
+    guard = StepGuard(acc, run.data, run.order, skipped=run.skipped)
     with _progress(acc) as progress, prefetched(run.data, plan) as batches:
         task = progress.add_task("train", total=run.total_steps, completed=run.start_step)
         for step, micro, batch in batches:  # encoded in a background thread
@@ -167,33 +177,60 @@ def train(run: Run) -> dict[str, float]:
                 out = _objective(run, batch)
                 batches.advance()  # encode the next batch during backward, which runs without the GIL
                 acc.backward(out.losses.mean())  # accelerate divides by grad_accum
+            guard.note(out.losses)
             window.append(out.metrics)
             if micro < cfg.grad_accum - 1:
                 continue
             grad_norm = clip() if cfg.max_grad_norm else None
-            run.optimizer.step()
+            problem = guard.check(step, grad_norm)  # before the weights move, the same answer on every process
+            if problem is None:
+                run.optimizer.step()
+            else:
+                grad_norm, window = None, window[: -cfg.grad_accum]
+                _nonfinite_step(run, guard, problem)
             run.scheduler.step()
             run.optimizer.zero_grad(set_to_none=True)
             done = step + 1
-            if done % cfg.log_every == 0 or done == run.total_steps:
+            if (done % cfg.log_every == 0 or done == run.total_steps) and window:
                 extra = {"grad_norm": grad_norm} if grad_norm is not None else {}
+                extra |= {"nonfinite_skipped": guard.skipped} if guard.skipped else {}
                 last = _log_metrics(run, done, window, extra, time.perf_counter() - t0)
                 window = []
                 progress.update(task, description=f"train loss {last['loss']:.4f}")
             if cfg.eval_every and done % cfg.eval_every == 0 and done < run.total_steps and run.eval_data:
                 _log_eval(run, done)
             if cfg.save_every and done % cfg.save_every == 0 and done < run.total_steps:
-                save_checkpoint(acc, run.out, done, _trainer_state(run, done), cfg.keep_checkpoints)
+                save_checkpoint(acc, run.out, done, _trainer_state(run, done, guard.skipped), cfg.keep_checkpoints)
             progress.update(task, completed=done)
     if run.eval_data is not None:
         last |= _log_eval(run, run.total_steps)
+    if guard.skipped:
+        run.log(f"[yellow]{guard.skipped} of {run.total_steps} steps skipped for a non-finite loss or gradient norm "
+                "(nonfinite=skip; their rows are named above)[/]")
+    trained = time.perf_counter() - t0
     final = save_final_model(acc, run.scorer, run.processor, run.out, merge_lora=cfg.merge_lora,
-                             extra_files={"train_state.json": _trainer_state(run, run.total_steps)})
-    run.log(f"model saved to {final} ({time.perf_counter() - t0:.1f}s)")
+                             extra_files={"train_state.json": _trainer_state(run, run.total_steps, guard.skipped)})
+    run.log(f"trained in {trained:.1f}s; model saved to {final} ({time.perf_counter() - t0 - trained:.1f}s)")
     if run.tracker is not None:
         run.tracker.close()
     acc.end_training()
     return last
+
+
+def _nonfinite_step(run: Run, guard: StepGuard, problem: str) -> None:
+    """A step with a non-finite loss or gradient norm: stop the run (no final model; the checkpoints so far are the
+    last good state), or with ``nonfinite: skip`` count and log it (its gradients are dropped, the weights kept)."""
+    if run.cfg.nonfinite == "skip":
+        guard.skipped += 1
+        run.log(f"[yellow]{problem}: batch skipped ({guard.skipped} so far)[/]")
+        return
+    if run.tracker is not None:
+        run.tracker.close()
+    found = checkpoint_dirs(run.out)
+    kept = (f"the last good checkpoint is {found[-1]} (resume=true continues from it; nonfinite=skip skips such "
+            "batches)" if found else "no checkpoint was written yet (save_every=0 or not reached)")
+    raise NonFiniteError(f"{problem}. Training stopped before updating the weights; no final model was saved; "
+                         f"{kept}")
 
 
 def _grad_clipper(run: Run):
@@ -352,36 +389,62 @@ def _report_rejected(data: PreferenceData, out: Path, accelerator: Accelerator, 
         log(f"  skipped, {reason}: {n} (ids and rows in {where})")
 
 
-def _resume_key(cfg: TrainConfig) -> str:
+def _resume_fields(cfg: TrainConfig, ignores: tuple[str, ...] = RESUME_IGNORES) -> dict[str, Any]:
+    """The config fields a resumed run must share with its checkpoint."""
     data = to_dict(cfg)
-    for name in RESUME_IGNORES:
-        data.pop(name)
+    for name in ignores:
+        data.pop(name, None)
     if cfg.objective.conditional_weight == 0:
         data.pop("corruption")  # unused without mDPO's conditional term (and absent from older checkpoints' keys)
+    return data
+
+
+def _resume_key(cfg: TrainConfig) -> str:
+    return config_hash(_resume_fields(cfg))
+
+
+def _legacy_resume_key(cfg: TrainConfig) -> str:
+    """The key of checkpoints written before ``out`` and ``nonfinite`` could change on resume."""
+    data = _resume_fields(cfg, tuple(n for n in RESUME_IGNORES if n != "out"))
+    data.pop("nonfinite", None)
     return config_hash(data)
 
 
-def _trainer_state(run: Run, step: int) -> dict[str, Any]:
+def _trainer_state(run: Run, step: int, skipped: int = 0) -> dict[str, Any]:
     return {"step": step, "total_steps": run.total_steps, "resume_key": _resume_key(run.cfg),
-            "data_position": step * run.order.global_batch, "seed": run.cfg.seed,
-            "processes": run.accelerator.num_processes, "global_batch": run.order.global_batch}
+            "resume_config": _resume_fields(run.cfg), "data_position": step * run.order.global_batch,
+            "seed": run.cfg.seed, "processes": run.accelerator.num_processes, "global_batch": run.order.global_batch,
+            "nonfinite_skipped": skipped}
 
 
-def _resume(cfg: TrainConfig, accelerator: Accelerator, out: Path, log) -> int:
-    """Load the newest complete checkpoint when resuming; return the step to start from (0 when fresh)."""
+def _check_resumable(cfg: TrainConfig, checkpoint: Path, state: dict[str, Any]) -> None:
+    """Refuse a checkpoint written under other settings, naming each differing field with its old and new value."""
+    allowed = f"only {', '.join(RESUME_IGNORES)} may change when resuming (or start over with overwrite=true)"
+    if "resume_config" in state:
+        if state["resume_config"] != _resume_fields(cfg):
+            raise InputError(f"{checkpoint} was written with a different config "
+                             f"({describe_changes(state['resume_config'], _resume_fields(cfg))}); {allowed}")
+    elif state["resume_key"] not in (_resume_key(cfg), _legacy_resume_key(cfg)):
+        raise InputError(f"{checkpoint} was written with a different config (an older checkpoint that records only "
+                         f"the config's hash, so the fields cannot be named; see its run's train_config.yaml); "
+                         f"{allowed}")
+
+
+def _resume(cfg: TrainConfig, accelerator: Accelerator, out: Path, log) -> tuple[int, int]:
+    """Load the newest complete checkpoint when resuming; return the step to start from (0 when fresh) and the
+    steps skipped before it."""
     found = checkpoint_dirs(out) if cfg.resume else []
     if not found:
         if cfg.resume:
             log("resume: no complete checkpoint, starting fresh")
         _truncate_metrics(out, 0, accelerator)
-        return 0
+        return 0, 0
+    state = read_json(found[-1] / "trainer_state.json")
+    _check_resumable(cfg, found[-1], state)  # before any state is loaded
     state = load_checkpoint(accelerator, found[-1])
-    if state["resume_key"] != _resume_key(cfg):
-        raise ValueError(f"{found[-1]} was written with a different config; only {', '.join(RESUME_IGNORES)} "
-                         "may change when resuming")
     _truncate_metrics(out, state["step"], accelerator)
     log(f"resume: {found[-1].name}, continuing at step {state['step']}")
-    return int(state["step"])
+    return int(state["step"]), int(state.get("nonfinite_skipped", 0))
 
 
 # ------------------------------------------------------------------------------------------------- logging
@@ -420,7 +483,7 @@ def _log_eval(run: Run, step: int) -> dict[str, float]:
 def _write(run: Run, metrics: dict[str, Any]) -> None:
     if run.accelerator.is_main_process:
         with open(run.out / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(metrics) + "\n")
+            f.write(json_line(metrics) + "\n")  # strict JSON: a non-finite value is written as null
     if run.tracker is not None:
         run.tracker.log({k: v for k, v in metrics.items() if k != "step"}, step=metrics["step"])
 
