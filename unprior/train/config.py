@@ -73,6 +73,11 @@ class TrainConfig:
     """Share of the steps with a linear warm-up; cosine decay to 0 afterwards."""
     max_grad_norm: float = 1.0
     """Gradient clipping by global norm (0: off)."""
+    nonfinite: Literal["stop", "skip"] = "stop"
+    """A step whose loss or gradient norm is NaN or infinite: ``stop`` the run there (exit 1, naming the step and
+    its rows; the checkpoints so far are kept, no final model is saved) or ``skip`` the batch (no optimizer step;
+    logged and counted as ``nonfinite_skipped``). Either way no weight is ever updated with a non-finite gradient
+    (docs/train.md, "Non-finite steps")."""
     precision: Literal["fp32", "bf16"] = "fp32"
     """fp32, or bf16 autocast (accelerate mixed precision). The reference is scored in the same dtype."""
     activation_checkpointing: bool = False
