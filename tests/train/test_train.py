@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -54,7 +55,7 @@ def test_smoke_learns_and_saves_a_loadable_adapter(family_model, train_pairs, ev
     assert (out / "model" / "manifest.json").is_file() and (out / "train_config.yaml").is_file()
 
 
-def test_merged_full_and_bad_rows(family_model, tmp_path):
+def test_merged_full_and_bad_rows(family_model, tmp_path, capsys):
     """merge_lora saves a plain model; unusable rows are skipped with a count, never a crash."""
     rows = make_rows(10)
     rows[0] = rows[0].__class__(**{**rows[0].__dict__, "image": b"broken"})
@@ -69,6 +70,9 @@ def test_merged_full_and_bad_rows(family_model, tmp_path):
     assert [(r["id"], r["reason"]) for r in read_jsonl(tmp_path / "run" / "rejected.jsonl")] == [
         (rows[2].id, "no_negative_of_objective_kinds")]  # the other two are in the reference entry's file
     train(run)
+    # the save's own time, apart from the training time (issue 21 item 9)
+    screen = capsys.readouterr().out.replace("\n", "")
+    assert re.search(r"trained in \d+\.\ds; model saved to \S+ \(\d+\.\ds\)", screen)
     merged, _ = load_model(tmp_path / "run" / "model")
     assert type(merged).__name__ == "Qwen2VLForConditionalGeneration"
     assert_standard_processor_files(tmp_path / "run" / "model", "qwen2_vl")  # issue 21 item 2, merged folder
