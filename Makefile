@@ -7,7 +7,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint venv
+.PHONY: demo test test-kernels lint venv
 
 venv: $(STAMP)
 
@@ -23,6 +23,12 @@ demo: $(STAMP)
 # pytest exits 5 when it collects no tests; that is not a failure of the suite.
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -m "not slow" || test $$? -eq 5
+
+# The numerics-sensitive tests (marker `numerics`: learned-quality thresholds, equivalence tests) again under torch's
+# baseline CPU kernels, which sum floats in another order, as another CPU would (docs/tests.md). .ci/run runs it.
+BASELINE_KERNELS := ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE ONEDNN_MAX_CPU_ISA=SSE41
+test-kernels: $(STAMP)
+	$(BASELINE_KERNELS) $(VENV)/bin/python -m pytest -q -m "numerics and not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check unprior tests bench

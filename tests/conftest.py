@@ -1,6 +1,7 @@
 """Test-wide settings: offline, deterministic, quiet, and a throwaway cache dir."""
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -16,7 +17,41 @@ def pytest_addoption(parser):
                      help="run the collected tests last to first (checks that no test depends on an earlier one)")
 
 
+NUMERICS = {
+    # learned-quality thresholds: a tiny model trained from a seed, measured against a threshold
+    "tests/world/test_base.py": "the session base's POPE, ID/CF and prior thresholds; same seed, same weights",
+    "tests/eval/test_world_model.py": "the session base's thresholds through the eval stage",
+    "tests/train/test_world.py": "held-out preference accuracy gained by a DPO run",
+    "tests/test_demo.py": "the smoke demo's trained-method thresholds",
+    # equivalence: two ways to compute the same run agree within fp32 tolerances
+    "tests/train/test_distributed.py": "1 process vs 2 (torchrun, gloo)",
+    "tests/train/test_fsdp.py": "1 process vs FSDP2 on 2",
+    "tests/losses/test_distributed_mean.py": "two gloo ranks' global means vs one process",
+    "tests/train/test_train.py": "kill and resume give the uninterrupted run; bf16 reference",
+    "tests/train/test_mdpo.py": "mDPO terms: shared prefix vs naive forward",
+    "tests/score/test_prefix.py": "shared-prefix forward vs the naive forward, with gradients",
+    "tests/score/test_logps.py": "the tiled LM head vs log_softmax, with gradients",
+    "tests/bench/test_geometry.py": "the plain head vs the tiled head and TRL's fused kernel",
+    "tests/losses/test_trl_parity.py": "our DPO vs TRL's DPOTrainer, loss and gradients",
+    "tests/models/test_generate.py": "batched generation vs one prompt at a time",
+    "tests/pairs/test_kill_resume.py": "a killed pairs run resumes to the uninterrupted bytes",
+    "tests/eval/test_runner.py": "a killed eval run resumes to the uninterrupted answers",
+    "tests/eval/test_world.py": "a killed world eval resumes to the uninterrupted answers",
+    "tests/test_study.py": "a study resumes end to end to the same results",
+}
+"""Modules marked ``numerics``: every learned-quality threshold and every equivalence test. ``make test-kernels``
+(run by ``.ci/run`` after ``make test``) runs them again under torch's baseline CPU kernels, which sum floats in
+another order, as another CPU would (docs/tests.md, "Two kernel paths")."""
+
+
 def pytest_collection_modifyitems(config, items):
+    root = Path(str(config.rootpath))
+    missing = [m for m in NUMERICS if not (root / m).is_file()]
+    if missing:  # a renamed module would silently leave the second kernel pass
+        raise pytest.UsageError(f"tests/conftest.py NUMERICS names missing modules: {missing}")
+    for item in items:
+        if Path(str(item.path)).relative_to(root).as_posix() in NUMERICS:
+            item.add_marker(pytest.mark.numerics)
     if config.getoption("--reverse-order"):
         items.reverse()
 
