@@ -85,8 +85,8 @@ def test_changed_config_or_source_is_refused_and_overwrite_restarts(tiny_world: 
     world = shutil.copytree(tiny_world, tmp_path / "world")
     out = tmp_path / "out"
     run_pairs(_rules(world, out))
-    with pytest.raises(InputError, match="different config"):
-        run_pairs(_rules(world, out, "seed=1"))
+    with pytest.raises(InputError, match=r"different config \(rules.max_negatives: 1 -> 2; seed: 0 -> 1\)"):
+        run_pairs(_rules(world, out, "seed=1", "rules.max_negatives=2", "progress=true"))  # progress: not content
     lines = (world / "train.jsonl").read_text().splitlines(keepends=True)
     (world / "train.jsonl").write_text("".join(lines[:-3]))
     with pytest.raises(InputError, match="different source samples"):

@@ -40,7 +40,7 @@ from typing import Any
 
 import yaml
 
-from unprior.config import check_choice, check_range, fail, to_dict
+from unprior.config import check_choice, check_range, describe_changes, fail, to_dict
 from unprior.io import InputError, atomic_write_bytes, read_json, read_jsonl, write_json, write_rejected
 from unprior.pairs.config import (
     BackendConfig,
@@ -172,23 +172,39 @@ def shard_of(sample_id: str, num_shards: int) -> int:
     return stable_seed("shard", sample_id) % num_shards
 
 
-def content_hash(cfg: PairsConfig) -> str:
-    """Hash of the config fields that decide what is generated (not where, how fast, or how it is shown)."""
-    d = to_dict(cfg)
+def content_fields(config: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a config dict (:func:`to_dict`) that decide what is generated (not where, how fast, or how it
+    is shown)."""
+    d = json.loads(json.dumps(config))
     for k in _NOT_CONTENT:
-        d.pop(k)
+        d.pop(k, None)
     for role in ("generator", "injector"):
         for k in _BACKEND_NOT_CONTENT:
-            d[role].pop(k)
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+            d.get(role, {}).pop(k, None)
+    return d
+
+
+def content_hash(cfg: PairsConfig) -> str:
+    """Hash of the config fields that decide what is generated (:func:`content_fields`)."""
+    return hashlib.sha256(json.dumps(content_fields(to_dict(cfg)), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _ids_hash(ids: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
 
 
-def _check_plan(shard_dir: Path, plan: dict[str, Any], overwrite: bool) -> None:
+def _config_changes(shard_dir: Path, cfg: PairsConfig) -> str:
+    """The content fields that differ between the shard's recorded config.yaml and ``cfg``, with both values."""
+    try:
+        old = yaml.safe_load((shard_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return "its config.yaml is missing or unreadable, so the fields cannot be named"
+    return describe_changes(content_fields(old if isinstance(old, dict) else {}), content_fields(to_dict(cfg)))
+
+
+def _check_plan(shard_dir: Path, plan: dict[str, Any], cfg: PairsConfig) -> None:
     """Start the shard (write plan.json), or make sure an existing one was made by the same config and data."""
+    overwrite = cfg.overwrite
     plan_path = shard_dir / "plan.json"
     if overwrite and shard_dir.exists():
         shutil.rmtree(shard_dir)
@@ -197,8 +213,10 @@ def _check_plan(shard_dir: Path, plan: dict[str, Any], overwrite: bool) -> None:
         for key in ("config_hash", "samples", "ids_hash", "parts"):
             if old.get(key) != plan[key]:
                 what = "config" if key == "config_hash" else "source samples"
+                detail = (_config_changes(shard_dir, cfg) if key == "config_hash"
+                          else f"{key}: {old.get(key)} -> {plan[key]}")
                 raise InputError(
-                    f"{shard_dir} was started with a different {what} ({key}: {old.get(key)} != {plan[key]}); "
+                    f"{shard_dir} was started with a different {what} ({detail}); "
                     "rerun with the original settings to resume, or pass overwrite=true to start this shard again"
                 )
         return
@@ -481,7 +499,7 @@ def run_pairs(cfg: PairsConfig) -> int:
         "part_size": cfg.part_size,
         "image_root": load_report.root,
     }
-    _check_plan(shard_dir, plan, cfg.overwrite)
+    _check_plan(shard_dir, plan, cfg)
     atomic_write_bytes(shard_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False).encode())
     _clean_temporaries(shard_dir)
     done = _read_done(shard_dir, len(parts))
