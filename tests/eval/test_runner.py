@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -10,7 +11,7 @@ from unprior.config import ConfigError, from_dict, load_config
 from unprior.eval.config import EvalConfig
 from unprior.eval.runner import RunMismatchError, run_eval
 
-from .helpers import ScriptedGenerator, pope_config
+from .helpers import ScriptedGenerator, pope_config, pope_files
 
 
 def test_resume_after_kill_generates_each_item_once(tmp_path, quiet_console):
@@ -143,3 +144,17 @@ def test_default_label_tells_trained_runs_apart(tmp_path, monkeypatch):
     (tmp_path / "my-run" / "model").mkdir(parents=True)
     monkeypatch.chdir(tmp_path / "my-run")
     assert model_label("", "", "./model") == "my-run"
+
+
+def test_eval_run_accepts_progress(tmp_path, capsys):
+    """Issue 21 item 9: ``eval run progress=false`` hides the bar only; the summary line is still printed."""
+    from rich.console import Console
+
+    questions, images = pope_files(tmp_path)
+    cfg = load_config(EvalConfig, None, ["benchmark=pope", f"out_dir={tmp_path / 'run'}", "progress=false",
+                                         f"options.questions.random={questions}", f"options.image_root={images}"])
+    assert cfg.progress is False
+    console = Console(file=io.StringIO(), force_terminal=True, width=120)
+    run_eval(cfg, ScriptedGenerator(), console=console)
+    screen = console.file.getvalue()
+    assert "generating" not in screen and "on pope (10 items)" in screen

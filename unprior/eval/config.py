@@ -43,6 +43,8 @@ class EvalConfig:
     """Sampling seed."""
     overwrite: bool = False
     """Discard this out_dir's answers and results instead of resuming (the judge cache is kept)."""
+    progress: bool = True
+    """Show the generation progress bar (the summary is printed either way), as `unprior pairs progress=`."""
 
     def validate(self) -> None:
         from unprior.eval.registry import DataError, make_benchmark

@@ -130,7 +130,8 @@ def _image_str(item: Item) -> str | None:
 
 
 def generate_missing(items: Sequence[Item], done: dict[str, dict[str, Any]], generate_fn: GenerateFn | None,
-                     samples: Path, batch_size: int, max_new_tokens: int, console: Console) -> int:
+                     samples: Path, batch_size: int, max_new_tokens: int, console: Console,
+                     progress_bar: bool = True) -> int:
     """Generate answers for items not in ``done`` (updated in place), appending each batch to ``samples``."""
     todo = [it for it in items if it.id not in done]
     if not todo:
@@ -140,7 +141,8 @@ def generate_missing(items: Sequence[Item], done: dict[str, dict[str, Any]], gen
                                "backend was given")
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console) as progress, open(samples, "a", encoding="utf-8") as f:
+    bar = Progress(*columns, console=console, disable=not progress_bar)
+    with bar as progress, open(samples, "a", encoding="utf-8") as f:
         task = progress.add_task("generating", total=len(items), completed=len(items) - len(todo))
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
@@ -198,7 +200,7 @@ def run_eval(cfg: EvalConfig, generate_fn: GenerateFn | None = None, model_info:
         console.print(f"{len(rejected)} unusable rows in {out / SAMPLES} (listed in {out / 'rejected.jsonl'}); "
                       "their items are answered again", markup=False, highlight=False)
     n_new = generate_missing(items, done, generate_fn, out / SAMPLES, cfg.batch_size,
-                             settings["decoding"]["max_new_tokens"], console)
+                             settings["decoding"]["max_new_tokens"], console, cfg.progress)
     answers = [done[it.id]["answer"] for it in items]
     scores = bench.score_all(items, answers, out)
     write_jsonl(out / SCORES, ({"id": it.id, "answer": a, **s} for it, a, s in zip(items, answers, scores,
