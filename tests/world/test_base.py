@@ -4,6 +4,7 @@ Thresholds are ones a broken pipeline cannot pass: a model that ignores the imag
 cannot tell a blank image from a scene; a model that ignores the text cannot reach the attribute accuracy.
 """
 
+import dataclasses
 import json
 
 import pytest
@@ -42,9 +43,22 @@ def test_finished_model_is_reused_and_a_different_config_refused(tiny_base, tiny
     same = tiny_base_config(tiny_world, tiny_base, seed=0, threads=1)
     assert train_base(same, log=lambda *_: None) == tiny_base
     assert (tiny_base / "manifest.json").stat().st_mtime_ns == stamp
-    other = BaseConfig(world_dir=str(tiny_world), out=str(tiny_base), sft_steps=1)
-    with pytest.raises(FileExistsError, match="overwrite=true"):
+    other = dataclasses.replace(same, sft_steps=1)
+    with pytest.raises(FileExistsError, match=r"\(train.sft_steps: \d+ -> 1\); pass overwrite=true"):
         train_base(other, log=lambda *_: None)
+
+
+def test_a_refused_base_names_the_differing_fields():
+    from unprior.config import to_dict
+    from unprior.numerics import numerics_signature
+    from unprior.world.base import BASE_FORMAT_VERSION, _key_changes
+
+    old = BaseConfig(threads=1)
+    manifest = {"config": to_dict(old), "world_hash": "w", "format_version": BASE_FORMAT_VERSION,
+                "numerics": {**numerics_signature(1), "torch": "0.0"}}
+    changes = _key_changes(manifest, BaseConfig(threads=1, sft_steps=old.sft_steps + 1), "w2")
+    assert f"train.sft_steps: {old.sft_steps} -> {old.sft_steps + 1}" in changes
+    assert 'world: "w" -> "w2"' in changes and 'numerics.torch: "0.0" ->' in changes
 
 
 def test_base_key_includes_the_effective_thread_count():

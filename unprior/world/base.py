@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from unprior.config import config_hash, dump_yaml, to_dict
+from unprior.config import config_hash, describe_changes, dump_yaml, to_dict
 from unprior.io import (
     cache_root,
     damaged_files,
@@ -80,12 +80,23 @@ def base_key(cfg: BaseConfig, world_hash: str) -> str:
     AVX-512 kernels by 0.28 in POPE accuracy on the test suite's base), so a model trained with other numerics is
     not reused (:func:`unprior.numerics.numerics_signature`). ``threads = 0`` counts as torch's current default.
     """
-    d = to_dict(cfg)
-    for k in ("world", "world_dir", "out", "overwrite"):
-        d.pop(k)
-    d.pop("threads")
     numerics = numerics_signature(cfg.threads or torch.get_num_threads())
-    return config_hash({"world": world_hash, "train": d, "numerics": numerics, "version": BASE_FORMAT_VERSION})
+    return config_hash(_key_inputs(to_dict(cfg), world_hash, numerics, BASE_FORMAT_VERSION))
+
+
+def _key_inputs(config: dict[str, Any], world_hash: str, numerics: dict[str, Any], version: int) -> dict[str, Any]:
+    """What :func:`base_key` hashes, from a config dict (the training fields only)."""
+    train = {k: v for k, v in config.items() if k not in ("world", "world_dir", "out", "overwrite", "threads")}
+    return {"world": world_hash, "train": train, "numerics": numerics, "version": version}
+
+
+def _key_changes(manifest: dict[str, Any], cfg: BaseConfig, world_hash: str) -> str:
+    """The key inputs that differ between a saved base's manifest and ``cfg`` (field: old -> new)."""
+    old = _key_inputs(manifest.get("config", {}), manifest.get("world_hash", ""), manifest.get("numerics", {}),
+                      manifest.get("format_version", 0))
+    new = _key_inputs(to_dict(cfg), world_hash, numerics_signature(cfg.threads or torch.get_num_threads()),
+                      BASE_FORMAT_VERSION)
+    return describe_changes(old, new)
 
 
 def resolve_world(cfg: BaseConfig) -> Path:
@@ -114,8 +125,9 @@ def _train_base(cfg: BaseConfig, log) -> Path:
     if is_complete(out) and not cfg.overwrite:
         manifest = read_json(out / "manifest.json")
         if manifest.get("key") != key:
-            raise FileExistsError(f"{out} holds a base model trained with another config or other numerics (key "
-                                  f"{manifest.get('key')}, wanted {key}); pass overwrite=true to retrain it there")
+            changes = _key_changes(manifest, cfg, read_json(world / "manifest.json")["config_hash"])
+            raise FileExistsError(f"{out} holds a base model trained with another config or other numerics "
+                                  f"({changes}); pass overwrite=true to retrain it there")
         damaged = damaged_files(out, manifest.get("files", {})) if "files" in manifest else ["manifest.json"]
         if not damaged:
             log(f"base model: reusing {out}")
