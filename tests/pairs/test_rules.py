@@ -111,8 +111,50 @@ def test_answer_scan_fallback_without_ground_truth() -> None:
     assert stats.source == "answer_scan"
     assert "car" not in stats.object_freq  # negated mention
     assert stats.colours["bus"] == {"red": 1} and stats.colours["dog"] == {"brown": 1}
-    assert [m.obj for m in find_mentions(samples[0].answer, stats)] == ["bus", "stop sign", "dog"]
+    assert [m.obj for m in find_mentions(samples[0].answer, stats)] == ["person", "bus", "stop sign", "dog"]
     edit = rule_negatives(samples[0], stats, ["swap_attribute"], 1, seed=0)[0]
     assert edit.text.count("red") + edit.text.count("brown") + edit.text.count("white") == 2
     edit = rule_negatives(samples[1], stats, ["insert_object"], 1, seed=0)[0]
-    assert edit.detail["object"] in {"bus", "stop sign"}
+    assert edit.detail["object"] in {"person", "bus", "stop sign"}
+
+
+COCO_STYLE = [  # real-style COCO captions (the kind of reference answers a LLaVA-format dataset holds)
+    "A woman in a black dress holding an umbrella.",
+    "She wears glasses, a black tie and a white shirt.",
+    "A man riding a wave on top of a surfboard.",
+    "Two dogs playing with a frisbee in the grass.",
+    "A kitchen with a stove, a sink and a refrigerator.",
+    "There is a cat sitting on a laptop.",
+    "A group of people standing around a table with a pizza.",
+    "A little girl eating a donut at a table",
+    "Two men in suits and ties standing next to a car.",
+    "A red fire hydrant on the side of a street.",
+    "A bowl of broccoli and a cup of coffee.",
+    "A red bus and a white car.",
+]
+
+
+def test_rules_know_chairs_synonyms_and_edit_coco_captions_grammatically() -> None:
+    """Issue 21 item 10: the answer scan uses CHAIR's synonym table ("woman", "men", "people" are a person, "stove"
+    an oven), so a caption about a woman never gets "a person" inserted; an object is inserted into a sentence only
+    when the sentence just lists objects, else as a sentence of its own (never "a black tie and a person.")."""
+    samples = [Sample(str(i), f"im{i}", "Describe the image.", c) for i, c in enumerate(COCO_STYLE)]
+    stats = dataset_stats(samples)
+    assert [m.obj for m in find_mentions(COCO_STYLE[0], stats)] == ["person", "umbrella"]
+    assert [m.obj for m in find_mentions(COCO_STYLE[8], stats)] == ["person", "tie", "car"]
+    assert [m.obj for m in find_mentions(COCO_STYLE[4], stats)] == ["oven", "sink", "refrigerator"]
+    assert stats.object_freq["person"] == 5 and "woman" not in stats.object_freq  # woman, man, people, girl, men
+    inserted = {s.answer: rule_negatives(s, stats, ["insert_object"], 1, seed=0) for s in samples}
+    for caption, edits in inserted.items():
+        assert len(edits) == 1, caption
+        edit = edits[0]
+        obj = edit.detail["object"]
+        if caption in (COCO_STYLE[0], COCO_STYLE[1], COCO_STYLE[2], COCO_STYLE[6], COCO_STYLE[7], COCO_STYLE[8]):
+            assert obj != "person", caption  # a woman, she, a man, people, a girl, men: a person is present
+        words = " ".join(w for w in (edit.detail["colour"], obj) if w)
+        phrase = f"{'an' if words[0] in 'aeiou' else 'a'} {words}"
+        if caption == "A red bus and a white car.":  # a bare list is extended
+            assert edit.text == f"A red bus, a white car and {phrase}."
+        else:  # anything else gets a sentence of its own, the caption itself untouched
+            assert edit.text == caption.rstrip(".") + f". There is also {phrase}.", caption
+    assert inserted[COCO_STYLE[1]][0].text != "She wears glasses, a black tie and a person."

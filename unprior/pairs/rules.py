@@ -7,9 +7,11 @@ computed once over all loaded samples (:func:`dataset_stats`), and each negative
 answer in one grounded detail, not wholesale):
 
 - ``insert_object``: add the absent object that co-occurs most with the objects present (ties and images without
-  co-occurrence data: the most frequent absent object), with its most common colour. It extends the list that
-  ends with the last indefinite mention ("A red apple and a yellow banana." -> "A red apple, a yellow banana and
-  a pink pig."), or, when that mention is mid-sentence, adds "There is also a pink pig." at the end.
+  co-occurrence data: the most frequent absent object), with its most common colour. When the last indefinite
+  mention ends a sentence that only lists objects ("A red apple and a yellow banana.", "There is ...", "The image
+  shows ...", "Yes, the image has ...") the list is extended ("A red apple, a yellow banana and a pink pig.");
+  otherwise a sentence is added at the end ("A woman wears a black tie." -> "A woman wears a black tie. There is
+  also a dog."), so a caption's verb never governs the inserted object.
 - ``swap_attribute``: replace one colour word with the most common *other* colour of the object it describes
   ("The apple is green." -> "The apple is red.": the language prior); for colours not attached to a known object,
   the most common other colour overall.
@@ -20,20 +22,23 @@ Where the statistics come from:
 - ``meta.objects``: when samples carry ground-truth object lists (``[{"category", "colour"}, ...]``, as the
   synthetic world writes), object frequency, pairwise co-occurrence and colour counts per object are counted per
   *image* (rows sharing an image count once). "Absent" then means absent from the ground truth.
-- answer scan (fallback): a simple vocabulary scan of the reference answers for known object names (the 80 COCO
-  categories plus any ``meta.objects`` categories) and colour words, skipping negated mentions ("no dog"). A
-  colour attaches to an object when it directly precedes it ("a red bus") or follows "<object> is/are". "Absent"
-  then means not mentioned in the answer.
+- answer scan (fallback): a simple vocabulary scan of the reference answers for known object words and colour
+  words, skipping negated mentions ("no dog"). The object words are CHAIR's COCO synonym table (the ``refine``
+  list of :mod:`unprior.eval.benchmarks.chair`, with plural forms): "woman", "men" and "people" are the class
+  ``person``, "puppy" is ``dog``, so the rules and the CHAIR metric agree on what a caption mentions. A colour
+  attaches to an object when it directly precedes it ("a red bus") or follows "<object> is/are". "Absent" then
+  means not mentioned in the answer.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import combinations
+from itertools import combinations, pairwise
 from typing import Any
 
 import numpy as np
@@ -70,6 +75,36 @@ def article(word: str) -> str:
     return "an" if word[:1].lower() in "aeiou" else "a"
 
 
+def plural_forms(word: str) -> list[str]:
+    """Irregular plurals the mention pattern's optional ``s``/``es`` cannot reach ("women", "puppies", "knives")."""
+    head, _, last = word.rpartition(" ")
+    prefix = f"{head} " if head else ""
+    forms = []
+    if last.endswith("man"):
+        forms.append(last[:-3] + "men")
+    if len(last) > 2 and last.endswith("y") and last[-2] not in "aeiou":
+        forms.append(last[:-1] + "ies")
+    if last.endswith("fe"):
+        forms.append(last[:-2] + "ves")
+    elif last.endswith("f"):
+        forms.append(last[:-1] + "ves")
+    forms += {"mouse": ["mice"], "child": ["children"], "person": ["people"]}.get(last, [])
+    return [prefix + f for f in forms]
+
+
+@functools.cache
+def coco_synonyms() -> dict[str, str]:
+    """Object word -> COCO class: CHAIR's ``refine`` synonym table (:mod:`unprior.eval.benchmarks.chair`) and the
+    irregular plurals of its words; the class names map to themselves."""
+    from unprior.eval.benchmarks.chair import vocabulary
+
+    table = dict(vocabulary("refine").synonym_to_class)
+    for word, cls in list(table.items()):
+        for form in plural_forms(word):
+            table.setdefault(form, cls)
+    return table
+
+
 @dataclass
 class DatasetStats:
     """Object and attribute statistics of a dataset, counted per image."""
@@ -85,7 +120,9 @@ class DatasetStats:
     """colours[obj][colour]: how often obj has that colour."""
     colour_freq: Counter[str] = field(default_factory=Counter)
     vocabulary: tuple[str, ...] = ()
-    """Object names that the edits recognise in answers (longest first)."""
+    """Object words that the edits recognise in answers (longest first)."""
+    synonyms: dict[str, str] = field(default_factory=dict)
+    """Object word -> the object (class) it names, for words that are not object names themselves ("woman")."""
     colour_words: tuple[str, ...] = COLOUR_WORDS
 
     def common_colour(self, obj: str | None, exclude: Iterable[str] = ()) -> str | None:
@@ -142,7 +179,8 @@ def find_mentions(text: str, stats: DatasetStats) -> list[Mention]:
         det = (m.group("det") or "").lower()
         before = text[max(0, m.start() - 8) : m.start()].lower()
         negated = det == "no" or bool(re.search(r"\bnot?\s+(?:an?\s+)?$", before))
-        obj = m.group("obj").lower()
+        word = m.group("obj").lower()
+        obj = stats.synonyms.get(word, word)
         out.append(Mention(obj, m.start(), m.end(), det, (m.group("col") or "").lower(), negated))
     return out
 
@@ -190,9 +228,11 @@ def dataset_stats(samples: Sequence[Sample]) -> DatasetStats:
     truth = {image_key(s): t for s in samples if (t := truth_objects(s)) is not None}
     extra = sorted({c for objs in truth.values() for c, _ in objs})
     colours = tuple(dict.fromkeys([*COLOUR_WORDS, *sorted({col for o in truth.values() for _, col in o if col})]))
+    synonyms = {} if truth else coco_synonyms()  # ground truth names its own objects; captions need the table
     stats = DatasetStats(
         source="meta.objects" if truth else "answer_scan",
-        vocabulary=tuple(sorted({*COCO_OBJECTS, *extra}, key=len, reverse=True)),
+        vocabulary=tuple(sorted({*COCO_OBJECTS, *extra, *synonyms}, key=len, reverse=True)),
+        synonyms=synonyms,
         colour_words=colours,
     )
     per_image: dict[str, list[tuple[str, str]]] = dict(truth)
@@ -246,21 +286,52 @@ def _match_case(new: str, old: str) -> str:
     return new[:1].upper() + new[1:] if old[:1].isupper() else new
 
 
+_PERSON_PRONOUN = re.compile(r"\b(?:she|he|her|his|him|they)\b", re.IGNORECASE)
+
+
 def present_objects(sample: Sample, stats: DatasetStats) -> set[str]:
+    """The ground truth's objects, or those the answer mentions (a personal pronoun mentions a ``person``)."""
     truth = truth_objects(sample)
     if truth is not None:
         return {c for c, _ in truth}
-    return {obj for obj, _ in _scan(sample.answer, stats)}
+    found = {obj for obj, _ in _scan(sample.answer, stats)}
+    if stats.synonyms.get("woman") == "person" and _PERSON_PRONOUN.search(sample.answer):
+        found.add("person")
+    return found
+
+
+_LISTING_LEAD = re.compile(
+    r"^(?:(?:yes|no)\s*,?\s*)?(?:there\s+(?:is|are)|(?:the|this)\s+(?:image|picture|photo)\s+(?:shows|has|contains)"
+    r"|i\s+(?:can\s+)?see|we\s+can\s+see)?\s*$", re.IGNORECASE)
+"""What may stand before a sentence's objects for the list to be extended: nothing, or an existential lead."""
+
+
+def _sentence_start(text: str, at: int) -> int:
+    ends = [m.end() for m in re.finditer(r"[.!?](?:\s+|$)", text[:at])]
+    return ends[-1] if ends else 0
+
+
+def _only_lists_objects(text: str, start: int, end: int, mentions: Sequence[Mention]) -> bool:
+    """Whether ``text[start:end]`` is an existential lead followed by object mentions joined by commas/"and"."""
+    inside = [m for m in mentions if start <= m.start and m.end <= end]
+    if not inside:
+        return False
+    if not _LISTING_LEAD.match(text[start : inside[0].start]):
+        return False
+    gaps = [text[a.end : b.start] for a, b in pairwise(inside)]
+    return all(re.fullmatch(r"\s*(?:,\s*(?:and\s+)?|and\s+)", g) for g in gaps)
 
 
 def insert_object(sample: Sample, stats: DatasetStats) -> Edit | None:
-    """Add the most co-occurring absent object after the last indefinite mention (see module docstring)."""
+    """Add the most co-occurring absent object: extend a sentence that only lists objects, else add a sentence
+    (see module docstring)."""
     text = sample.answer
-    listed = [m for m in find_mentions(text, stats) if not m.negated and (m.determiner in ("a", "an", *NUMBER_WORDS))]
+    mentions = find_mentions(text, stats)
+    listed = [m for m in mentions if not m.negated and (m.determiner in ("a", "an", *NUMBER_WORDS))]
     if not listed:
         return None
     present = present_objects(sample, stats)
-    mentioned = {m.obj for m in find_mentions(text, stats)}
+    mentioned = {m.obj for m in mentions}
     candidates = [o for o in stats.object_freq if o not in present and o not in mentioned]
     if not candidates:
         return None
@@ -273,10 +344,11 @@ def insert_object(sample: Sample, stats: DatasetStats) -> Edit | None:
     phrase = f"{colour} {obj}" if colour else obj
     last = listed[-1]
     phrase = f"{article(phrase)} {phrase}"
-    if re.match(r"\s*(?:[.,;!?]|$)", text[last.end :]):  # the mention ends a list: extend the list
+    ends_sentence = re.match(r"\s*(?:[.!?]|$)", text[last.end :])
+    if ends_sentence and _only_lists_objects(text, _sentence_start(text, last.start), last.end, mentions):
         head = re.sub(r"\s+and\s+$", ", ", text[: last.start]) + text[last.start : last.end]
         new = f"{head} and {phrase}{text[last.end :]}"
-    else:  # mid-sentence: add a sentence instead of breaking this one
+    else:  # a verb or preposition governs the mention: add a sentence instead of changing this one
         body = text.rstrip()
         new = f"{body}{'' if body.endswith(('.', '!', '?')) else '.'} There is also {phrase}."
     return Edit("insert_object", new, {"object": obj, "colour": colour, "cooccurrence": score(obj)[0]})
