@@ -15,11 +15,14 @@ class FakeOpenAI:
     Args:
         reply: Maps the user message to the assistant's answer (a recorded or fabricated judge transcript).
         fail_with: HTTP statuses returned, in order, for the first requests (e.g. ``[500]`` to force one retry).
+        echo_key: The failures' messages quote the request's ``Authorization`` header, as careless servers do.
     """
 
-    def __init__(self, reply: Callable[[str], str], fail_with: list[int] | None = None) -> None:
+    def __init__(self, reply: Callable[[str], str], fail_with: list[int] | None = None,
+                 echo_key: bool = False) -> None:
         self.reply = reply
         self.fail_with = list(fail_with or [])
+        self.echo_key = echo_key
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -61,7 +64,8 @@ class FakeOpenAI:
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
                 elif fake.fail_with:
                     status = fake.fail_with.pop(0)
-                    self._send(status, {"error": {"message": f"scripted failure {status}", "type": "test"}})
+                    echo = f" (got {self.headers.get('Authorization')!r})" if fake.echo_key else ""
+                    self._send(status, {"error": {"message": f"scripted failure {status}{echo}", "type": "test"}})
                 else:
                     text = fake.reply(body["messages"][-1]["content"])
                     self._send(200, {

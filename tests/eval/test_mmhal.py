@@ -4,6 +4,7 @@ OpenAI-compatible server."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -86,12 +87,28 @@ def test_judge_gives_up_and_does_not_retry_client_errors(tmp_path, monkeypatch):
     assert not (tmp_path / "c.jsonl").exists() or (tmp_path / "c.jsonl").read_text() == ""
 
 
-def test_judge_connection_refused_is_retried(tmp_path):
+def test_judge_connection_refused_fails_fast_naming_the_url(tmp_path):
     with FakeOpenAI(lambda p: "") as server:
         url = server.base_url
-    cfg = JudgeConfig(base_url=url, model="m", backoff_s=0.0, max_retries=1, timeout_s=2)
-    with pytest.raises(JudgeError, match="still failing after 2 tries: APIConnectionError"):
-        Judge(cfg, tmp_path / "c.jsonl").ask("q")
+    cfg = JudgeConfig(base_url=url, model="m", timeout_s=2)  # default retries and backoff: minutes if retried
+    judge = Judge(cfg, tmp_path / "c.jsonl")
+    start = time.perf_counter()
+    with pytest.raises(JudgeError, match=rf"judge {url} \(m\): connection refused \(2 tries\)"):
+        judge.ask("q")
+    assert judge.requests == 2 and time.perf_counter() - start < 5
+
+
+def test_judge_redacts_a_key_the_server_echoes(tmp_path, monkeypatch, caplog):
+    key = "sk-proj-0123456789abcdefSECRET"
+    monkeypatch.setenv("JUDGE_KEY", key)
+    with FakeOpenAI(lambda p: "Rating: 1", fail_with=[500, 401], echo_key=True) as server:
+        cfg = JudgeConfig(base_url=server.base_url, model="m", api_key_env="JUDGE_KEY", backoff_s=0.0)
+        with pytest.raises(JudgeError, match=r"HTTP 401") as err:
+            Judge(cfg, tmp_path / "c.jsonl").ask("q")
+        assert server.headers[0]["authorization"] == f"Bearer {key}"  # the server did get (and echo) the key
+    assert "[redacted]" in str(err.value)
+    for text in (str(err.value), caplog.text):
+        assert key not in text and key[:12] not in text and key[-10:] not in text
 
 
 # Recorded-style judge transcripts keyed by the model answer they rate.

@@ -176,6 +176,38 @@ def test_openai_request_timeout_is_retried_then_reported() -> None:
         assert backend.requests == 2 and time.perf_counter() - start < 5
 
 
+def _closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/v1"  # closed when the block ends: nothing listens
+
+
+def test_openai_connection_refused_fails_fast_naming_the_url() -> None:
+    """The issue's case: 10 prompts against a closed port with the default retries waited 246 s."""
+    url = _closed_port_url()
+    backend = OpenAIBackend(url, "m", timeout_s=2)  # default max_retries=6, backoff_s=2, concurrency=8
+    start = time.perf_counter()
+    with pytest.raises(BackendError, match=rf"^{url} \(m\): connection refused \(2 tries\): is the server "):
+        backend.generate([Prompt(f"q{i}") for i in range(10)], GREEDY)
+    seconds = time.perf_counter() - start
+    assert seconds < 5 and backend.requests <= 2 * 8, (seconds, backend.requests)
+    with pytest.raises(BackendError, match="connection refused"):  # the endpoint is known to be down: no new tries
+        backend.generate([Prompt("again")], GREEDY)
+
+
+def test_openai_redacts_a_key_the_server_echoes(monkeypatch, caplog) -> None:
+    from eval.fake_openai import FakeOpenAI
+
+    key = "sk-0123456789abcdefghijSECRET"
+    monkeypatch.setenv("INJECTOR_KEY", key)
+    with FakeOpenAI(lambda p: "ok", fail_with=[503, 401], echo_key=True) as server:
+        backend = OpenAIBackend(server.base_url, "m", api_key_env="INJECTOR_KEY", sleep=lambda s: None)
+        with pytest.raises(BackendError, match=r"HTTP 401.*\[redacted\].*\$INJECTOR_KEY") as err:
+            backend.generate([Prompt("q")], GREEDY)
+    for text in (str(err.value), caplog.text):
+        assert key not in text and key[:10] not in text and key[-8:] not in text
+
+
 def test_openai_backend_against_transformers_serve(served_llm) -> None:
     url, model = served_llm
     backend = make_backend(BackendConfig(backend="openai", base_url=url, model=model, concurrency=2))

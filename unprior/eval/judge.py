@@ -2,9 +2,11 @@
 
 Every answer is appended to a JSONL cache keyed by ``sha256(judge model, prompt)`` as soon as it arrives, so a re-run
 (or a run resumed after a kill) never asks again for a finished item and costs nothing. Transient failures
-(connection errors, timeouts, HTTP 408/409/429/5xx) are retried with exponential backoff; other HTTP errors stop
-the run with the status and the server's message. The API key is read from the environment variable named in the
-config and is never logged or written.
+(timeouts, dropped connections, HTTP 408/409/429/5xx) are retried with exponential backoff; other HTTP errors stop
+the run with the status and the server's message; a refused connection fails after two quick tries, naming the
+URL (the same policy as the pairs injector: :func:`unprior.pairs.backends.openai.call_with_retries`). The API key
+is read from the environment variable named in the config and is never logged or written, nor is any echo of it
+in a server's message.
 
 Used by MMHal-Bench; any benchmark that needs a judge can take a :class:`JudgeConfig` in its options.
 """
@@ -118,26 +120,17 @@ class Judge:
         return answer
 
     def _call(self, prompt: str) -> tuple[str, str]:
-        from unprior.pairs.backends.openai import classify_error  # one notion of "transient" for every client
+        from unprior.pairs.backends.openai import call_with_retries  # one retry policy for every client
 
-        delay = self.cfg.backoff_s
-        for attempt in range(self.cfg.max_retries + 1):
+        def request() -> tuple[str, str]:
+            resp = self.client.chat.completions.create(
+                model=self.cfg.model, messages=[{"role": "user", "content": prompt}],
+                temperature=self.cfg.temperature, max_tokens=self.cfg.max_tokens)
+            return resp.choices[0].message.content or "", resp.model or ""
+
+        def count() -> None:
             self.requests += 1
-            try:
-                resp = self.client.chat.completions.create(
-                    model=self.cfg.model, messages=[{"role": "user", "content": prompt}],
-                    temperature=self.cfg.temperature, max_tokens=self.cfg.max_tokens)
-                return resp.choices[0].message.content or "", resp.model or ""
-            except Exception as e:
-                transient, what = classify_error(e)
-                if not transient:
-                    hint = f" (is ${self.cfg.api_key_env} set?)" if "401" in what else ""
-                    raise JudgeError(f"judge {self.cfg.base_url} ({self.cfg.model}): {what}{hint}") from None
-                if attempt == self.cfg.max_retries:
-                    raise JudgeError(f"judge {self.cfg.base_url}: still failing after {attempt + 1} tries: "
-                                     f"{what}") from None
-                log.warning("judge request failed (%s); retry %d/%d in %.1f s", what, attempt + 1,
-                            self.cfg.max_retries, delay)
-                self._sleep(delay)
-                delay = min(delay * 2, 60.0)
-        raise AssertionError("unreachable")
+
+        return call_with_retries(request, where=f"judge {self.cfg.base_url} ({self.cfg.model})",
+                                 key_env=self.cfg.api_key_env, max_retries=self.cfg.max_retries,
+                                 backoff_s=self.cfg.backoff_s, sleep=self._sleep, error=JudgeError, count=count)

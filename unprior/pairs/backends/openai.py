@@ -5,9 +5,13 @@ It is the default home of BPO's text-LLM error injector (papers.md §1.2 step 3)
 multimodal server can also act as the generator (image weakening then noises the PIL image).
 
 Resilience: the key is read from the environment variable ``api_key_env`` (never logged); each request has a
-timeout; transient failures (connection errors, timeouts, HTTP 408/409/429/5xx) are retried with exponential
+timeout; transient failures (timeouts, dropped connections, HTTP 408/409/429/5xx) are retried with exponential
 backoff (``backoff_s``, doubling, capped at 60 s) up to ``max_retries`` times; any other HTTP error stops the run
-with the status and the server's message (an auth error hints at the key variable).
+with the status and the server's message (an auth error hints at the key variable). A refused connection (nothing
+listens at ``base_url``) is not worth minutes of backoff: it is tried :data:`CONNECT_TRIES` times, half a second
+apart, then the run stops with one line naming the URL, and the other requests in flight stop with it. Every
+message from a server passes :func:`unprior.guards.redact` first, so a server that echoes the key never gets it
+printed (docs/pairs.md, "Endpoints").
 """
 
 from __future__ import annotations
@@ -20,14 +24,20 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
+from unprior.guards import redact
 from unprior.models.generate import Prompt
 from unprior.pairs.backends import Decoding
 from unprior.pairs.config import BackendConfig
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
+CONNECT_TRIES = 2
+"""Tries of a request whose connection is refused before the endpoint is declared down."""
+CONNECT_RETRY_S = 0.5
+"""Pause between those tries (a server that is just starting gets one more chance)."""
+T = TypeVar("T")
 
 
 class BackendError(RuntimeError):
@@ -53,16 +63,70 @@ def request_messages(p: Prompt) -> list[dict[str, Any]]:
     return messages
 
 
-def classify_error(error: Exception) -> tuple[bool, str]:
-    """(transient?, a short description without secrets) for an exception from the openai client."""
+def classify_error(error: Exception, secret: str | None = None) -> tuple[bool, str]:
+    """(transient?, a short description) for an exception from the openai client, with ``secret`` redacted."""
     import openai
 
     if isinstance(error, openai.APIStatusError):
         detail = str(getattr(error, "message", "")) or type(error).__name__
-        return error.status_code in RETRY_STATUS, f"HTTP {error.status_code}: {detail[:300]}"
+        return error.status_code in RETRY_STATUS, redact(f"HTTP {error.status_code}: {detail[:300]}", secret)
     if isinstance(error, openai.APIConnectionError):  # includes APITimeoutError
         return True, type(error).__name__
-    return False, f"{type(error).__name__}: {error}"
+    return False, redact(f"{type(error).__name__}: {error}", secret)
+
+
+def connection_refused(error: BaseException) -> bool:
+    """Whether ``error`` (or an exception it was raised from) is a refused TCP connection."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionRefusedError) or "connection refused" in str(current).lower():
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def call_with_retries(request: Callable[[], T], *, where: str, key_env: str, max_retries: int, backoff_s: float,
+                      sleep: Callable[[float], None], error: type[Exception],
+                      count: Callable[[], None] = lambda: None) -> T:
+    """``request()``, retried as the module docstring says; failures raise ``error`` with one line naming ``where``.
+
+    Args:
+        request: One chat request.
+        where: The endpoint as the messages name it (``http://host:8000/v1 (model)``).
+        key_env: The variable holding the API key: its value is redacted from every message, and an auth error
+            hints at it.
+        max_retries: Retries of a transient failure.
+        backoff_s: First retry delay (doubles, capped at 60 s).
+        sleep: Backoff sleeper (tests pass a no-op).
+        error: Exception class raised on failure.
+        count: Called before each try (request counters).
+    """
+    delay, refused = backoff_s, 0
+    for attempt in range(max_retries + 1):
+        count()
+        try:
+            return request()
+        except Exception as e:
+            transient, what = classify_error(e, os.environ.get(key_env))
+            if connection_refused(e):
+                refused += 1
+                if refused >= min(CONNECT_TRIES, max_retries + 1):
+                    raise error(f"{where}: connection refused ({refused} tries): is the server running at this "
+                                "base_url?") from None
+                sleep(CONNECT_RETRY_S)
+                continue
+            if not transient:
+                hint = f" (is ${key_env} set?)" if "HTTP 401" in what else ""
+                raise error(f"{where}: {what}{hint}") from None
+            if attempt == max_retries:
+                raise error(f"{where}: still failing after {attempt + 1} tries: {what}") from None
+            log.warning("%s: request failed (%s); retry %d/%d in %.1f s", where, what, attempt + 1, max_retries,
+                        delay)
+            sleep(delay)
+            delay = min(delay * 2, 60.0)
+    raise AssertionError("unreachable")
 
 
 class OpenAIBackend:
@@ -108,6 +172,8 @@ class OpenAIBackend:
         self.served_model = ""
         """The model name the server reported in its last answer."""
         self._warned_beams = False
+        self._down: str | None = None
+        """Set when the endpoint refused connections: every later request fails at once with this message."""
 
     @classmethod
     def from_config(cls, cfg: BackendConfig) -> OpenAIBackend:
@@ -147,25 +213,26 @@ class OpenAIBackend:
         }
         if decoding.do_sample:
             kwargs.update(top_p=decoding.top_p, seed=seed)
-        delay = self.backoff_s
-        for attempt in range(self.max_retries + 1):
+        if self._down is not None:
+            raise BackendError(self._down)
+
+        def request() -> str:
+            resp = self.client.chat.completions.create(**kwargs)
+            self.served_model = resp.model or self.served_model
+            return (resp.choices[0].message.content or "").strip()
+
+        def count() -> None:
             with self._lock:
                 self.requests += 1
-            try:
-                resp = self.client.chat.completions.create(**kwargs)
-                self.served_model = resp.model or self.served_model
-                return (resp.choices[0].message.content or "").strip()
-            except Exception as e:
-                transient, what = classify_error(e)
-                if not transient:
-                    hint = f" (is ${self.api_key_env} set?)" if "HTTP 401" in what else ""
-                    raise BackendError(f"{self.base_url} ({self.model}): {what}{hint}") from None
-                if attempt == self.max_retries:
-                    raise BackendError(f"{self.base_url}: still failing after {attempt + 1} tries: {what}") from None
-                log.warning("request failed (%s); retry %d/%d in %.1f s", what, attempt + 1, self.max_retries, delay)
-                self._sleep(delay)
-                delay = min(delay * 2, 60.0)
-        raise AssertionError("unreachable")
+
+        try:
+            return call_with_retries(request, where=f"{self.base_url} ({self.model})", key_env=self.api_key_env,
+                                     max_retries=self.max_retries, backoff_s=self.backoff_s, sleep=self._sleep,
+                                     error=BackendError, count=count)
+        except BackendError as e:
+            if "connection refused" in str(e):
+                self._down = str(e)
+            raise
 
     def generate(
         self,
