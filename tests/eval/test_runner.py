@@ -157,4 +157,22 @@ def test_eval_run_accepts_progress(tmp_path, capsys):
     console = Console(file=io.StringIO(), force_terminal=True, width=120)
     run_eval(cfg, ScriptedGenerator(), console=console)
     screen = console.file.getvalue()
-    assert "generating" not in screen and "on pope (10 items)" in screen
+    assert "on pope (10 items)" in screen and "━" not in screen  # no bar
+    assert "generating 10 of 10 answers, max_new_tokens 16" in screen  # the benchmark's cap, printed
+
+
+def test_mostly_empty_answers_are_flagged_loudly(tmp_path):
+    """The issue's NaN model answered nothing and read a perfect 0.000 on lower-is-better metrics, silently."""
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    cfg = pope_config(tmp_path, tmp_path / "run")
+    res = run_eval(cfg, ScriptedGenerator(answers={"random/0": "Yes"}, default="  "),
+                   console=Console(file=buffer, force_terminal=False, width=200))
+    assert res["empty_answers"] >= 9
+    assert len(res["warnings"]) == 1 and "answers are empty" in res["warnings"][0]
+    assert "WARNING: " in buffer.getvalue() and "of 10 answers are empty" in buffer.getvalue()
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["warnings"] == res["warnings"]
+    fine = run_eval(pope_config(tmp_path, tmp_path / "fine"), ScriptedGenerator(default="No"),
+                    console=Console(file=io.StringIO()))
+    assert fine["empty_answers"] == 0 and fine["warnings"] == []

@@ -234,3 +234,27 @@ def test_score_takes_a_pairs_run_directory_without_merge(tiny_world: Path, tiny_
     assert run_score(load_config(ScoreConfig, None, [f"model={tiny_model}", f"pairs={out}",
                                                      f"cache_dir={tmp_path / 'cache'}"])) == 0
     assert (out / "pairs.parquet").is_file()
+
+
+def test_answer_token_cap_follows_the_task() -> None:
+    """Issue 21 item 11: short QA answers get a short cap, long descriptions a long one, within [32, 1024]."""
+    from unprior.pairs.run import answer_token_cap
+
+    assert answer_token_cap(["Yes.", "No, there is no pig.", "Red."] * 10) == (32, 5)
+    long = ["word " * 100] * 19 + ["word " * 2000]  # one outlier does not set the cap
+    assert answer_token_cap(long) == (304, 100)
+    assert answer_token_cap(["word " * 900] * 3) == (1024, 900)
+    assert answer_token_cap([]) == (32, 0)
+
+
+def test_unset_max_new_tokens_is_derived_printed_and_recorded(tiny_world: Path, tiny_model: Path, tmp_path: Path,
+                                                              capsys) -> None:
+    cfg = run_config(tiny_world, tiny_model, tmp_path, "strategies=[vision_bias,rules]", "load.limit=4",
+                     "vision_bias.decoding.max_new_tokens=null")
+    assert cfg.vision_bias.decoding.max_new_tokens is None
+    assert run_pairs(cfg) == 0
+    screen = capsys.readouterr().out
+    assert "generation cap: max_new_tokens=32 for vision_bias" in screen  # the world's answers are short
+    rows = list(iter_run_rows(tmp_path))
+    decodings = [n.provenance["decoding"] for r in rows for n in r.negatives if n.kind == "vision_bias"]
+    assert decodings and all(d["max_new_tokens"] == 32 for d in decodings)

@@ -141,6 +141,8 @@ def generate_missing(items: Sequence[Item], done: dict[str, dict[str, Any]], gen
                                "backend was given")
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn())
+    console.print(f"generating {len(todo)} of {len(items)} answers, max_new_tokens {max_new_tokens}", markup=False,
+                  highlight=False)
     bar = Progress(*columns, console=console, disable=not progress_bar)
     with bar as progress, open(samples, "a", encoding="utf-8") as f:
         task = progress.add_task("generating", total=len(items), completed=len(items) - len(todo))
@@ -207,9 +209,27 @@ def run_eval(cfg: EvalConfig, generate_fn: GenerateFn | None = None, model_info:
                                                                                   strict=True)))
     metrics = bench.aggregate(items, scores)
     results = _results(cfg, bench, settings, metrics, len(items), n_new, model_info or {})
+    results |= _empty_answers(answers, out / SAMPLES)
     write_json(out / RESULTS, results)
     console.print(summary(results), markup=False, highlight=False, soft_wrap=True)
+    for warning in results["warnings"]:
+        console.print(f"WARNING: {warning}", style="bold red", markup=False, highlight=False, soft_wrap=True)
     return results
+
+
+EMPTY_WARN_SHARE = 0.5
+"""Share of empty answers above which a run's metrics are flagged: they describe a model that said nothing."""
+
+
+def _empty_answers(answers: Sequence[Any], samples: Path) -> dict[str, Any]:
+    """``{"empty_answers": n, "warnings": [...]}`` for results.json; a warning when most answers are empty."""
+    empty = sum(1 for a in answers if not str(a).strip())
+    warnings = []
+    if answers and empty > EMPTY_WARN_SHARE * len(answers):
+        warnings.append(f"{empty} of {len(answers)} answers are empty ({samples}): the metrics describe a model "
+                        "that said nothing, and lower-is-better ones read as perfect. Check the model (non-finite "
+                        "weights from a diverged run?), its chat template and max_new_tokens")
+    return {"empty_answers": empty, "warnings": warnings}
 
 
 def _results(cfg: EvalConfig, bench: Benchmark, settings: dict[str, Any], metrics: dict[str, float | None], n: int,

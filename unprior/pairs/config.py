@@ -71,8 +71,10 @@ BACKENDS = ("hf", "vllm", "openai")
 class DecodingConfig:
     """How a strategy decodes (transformers ``generate`` / vLLM ``SamplingParams`` / OpenAI request fields)."""
 
-    max_new_tokens: int = 512
-    """Answer length budget in tokens (the papers use 1024; long enough for detailed descriptions)."""
+    max_new_tokens: int | None = None
+    """Answer length budget in tokens. null: a cap that follows the task, from the chosen answers' lengths (3 tokens
+    per word of the 95th-percentile answer, 32 to 1024: short for QA, long for detailed descriptions), printed at
+    the start of the run. The papers use 1024 for detailed descriptions."""
     do_sample: bool = False
     """Sample instead of greedy / beam search."""
     temperature: float = 1.0
@@ -85,7 +87,8 @@ class DecodingConfig:
     """Beam width (greedy beam search when do_sample is off). Not supported by the openai backend."""
 
     def validate(self) -> None:
-        check_range(self, "max_new_tokens", lo=1)
+        if self.max_new_tokens is not None:
+            check_range(self, "max_new_tokens", lo=1)
         check_range(self, "temperature", lo=0.0)
         check_range(self, "top_p", lo=0.0, hi=1.0)
         check_range(self, "top_k", lo=0)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import math
 import shutil
 import time
 from collections import Counter
@@ -473,6 +474,38 @@ def _refuse_empty(report: Any) -> None:
                      f"{first.reason}: {first.detail}")
 
 
+GENERATING = ("image_weakening", "error_injection", "language_bias", "vision_bias")
+"""Strategies that decode with a model (and so have a ``decoding.max_new_tokens``)."""
+
+
+def answer_token_cap(answers: Sequence[str]) -> tuple[int, int]:
+    """(max_new_tokens, 95th-percentile answer length in words): 3 tokens per word of that answer, rounded up to a
+    multiple of 16, within [32, 1024]. Negatives are answers to the same prompts, so they need about as many tokens
+    as the chosen answers; a model that rambles is cut there instead of at a fixed 512 (issue 21 item 11)."""
+    words = sorted(len(a.split()) for a in answers) or [0]
+    p95 = words[max(0, math.ceil(0.95 * len(words)) - 1)]
+    return min(1024, max(32, 16 * math.ceil(3 * p95 / 16))), p95
+
+
+def _resolve_max_new_tokens(cfg: PairsConfig, samples: Sequence[Any]) -> None:
+    """Set every generating strategy's unset ``max_new_tokens`` from the chosen answers, and say so."""
+    unset = [name for name in cfg.strategies if name in GENERATING
+             and getattr(cfg, name).decoding.max_new_tokens is None]
+    if not unset:
+        return
+    cap, p95 = answer_token_cap([s.answer for s in samples])
+    for name in unset:
+        getattr(cfg, name).decoding.max_new_tokens = cap
+    _console().print(f"generation cap: max_new_tokens={cap} for {', '.join(unset)} (from the chosen answers: "
+                     f"95th percentile {p95} words; set <strategy>.decoding.max_new_tokens to change it)")
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
 def run_pairs(cfg: PairsConfig) -> int:
     """Generate this shard's parts that are not done yet, then write its summary. Returns 0."""
     from unprior.pairs.loaders import load_samples
@@ -485,6 +518,7 @@ def run_pairs(cfg: PairsConfig) -> int:
     t0 = time.perf_counter()
     samples, load_report = load_samples(cfg.source, cfg.load)
     _refuse_empty(load_report)
+    _resolve_max_new_tokens(cfg, samples)  # before the plan's hash: the cap is part of what is generated
     stats = dataset_stats(samples) if "rules" in cfg.strategies else None
     mine = [s for s in samples if shard_of(s.id, cfg.num_shards) == cfg.shard_index]
     parts = [mine[i : i + cfg.part_size] for i in range(0, len(mine), cfg.part_size)]

@@ -42,7 +42,10 @@ class Decoding:
 
     @classmethod
     def from_config(cls, cfg: DecodingConfig) -> Decoding:
-        return cls(**asdict(cfg))
+        """A frozen copy; an unresolved ``max_new_tokens`` (null: ``unprior pairs`` sets it from the chosen answers
+        before generating) keeps this class's default."""
+        fields = {k: v for k, v in asdict(cfg).items() if v is not None}
+        return cls(**fields)
 
     def as_dict(self) -> dict[str, Any]:
         """Only the fields that matter for this mode (what provenance records)."""
