@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from unprior.config import fail
-from unprior.io import read_json
+from unprior.io import InputError, read_json
 
 
 @dataclass(frozen=True)
@@ -31,13 +31,24 @@ class Column:
         return f"{self.benchmark}\n{self.metric}{arrow}"
 
 
+RESULT_KEYS = ("benchmark", "model", "metrics", "metric_info", "headline", "provenance")
+"""What compare reads from a ``results.json``."""
+
+
 def load_run(path: str | Path) -> dict[str, Any]:
     """``results.json`` of a run directory (or the file itself), with a clear error when it is missing."""
     p = Path(path)
     file = p / "results.json" if p.is_dir() else p
     if not file.is_file():
         raise FileNotFoundError(f"{path}: no results.json (is the run finished?)")
-    results = read_json(file)
+    try:
+        results = read_json(file)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InputError(f"{file}: not valid JSON ({e}); rerun `unprior eval run` to rewrite it") from None
+    missing = [k for k in RESULT_KEYS if not isinstance(results, dict) or k not in results]
+    if missing or not isinstance(results.get("model"), dict) or "label" not in results["model"]:
+        raise InputError(f"{file}: not an eval results file (missing {', '.join(missing) or 'model.label'}); "
+                         "pass run directories written by `unprior eval run`")
     results["_path"] = str(file)
     return results
 
@@ -49,7 +60,7 @@ def _rows(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
         label, bench = r["model"]["label"], r["benchmark"]
         row = rows.setdefault(label, {})
         if bench in row:
-            raise ValueError(f"two {bench} runs are labelled {label!r}: {row[bench]['_path']} and {r['_path']}; "
+            raise InputError(f"two {bench} runs are labelled {label!r}: {row[bench]['_path']} and {r['_path']}; "
                              "give them different labels")
         row[bench] = r
     return rows

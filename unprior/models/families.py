@@ -310,10 +310,11 @@ def _model_type(path: str | Path) -> str | None:
 def require_model_dir(path: str | Path) -> None:
     """InputError when ``path`` names a local folder (it exists, or looks like a path) that is not a model folder.
 
-    A bare name such as ``llava-hf/llava-1.5-7b-hf`` is left to transformers (a hub id, from its cache offline).
+    A bare name given as a string (``llava-hf/llava-1.5-7b-hf``) is left to transformers (a hub id, from its cache
+    offline); a ``Path`` is always a folder.
     """
     p = Path(path)
-    looks_local = p.exists() or str(path).startswith((".", "/", "~")) or len(p.parts) > 2
+    looks_local = isinstance(path, Path) or p.exists() or str(path).startswith((".", "/", "~")) or len(p.parts) > 2
     if not looks_local:
         return
     if not p.is_dir():
