@@ -200,3 +200,23 @@ def test_chair_data_errors(tmp_path):
                                                "ground_truth": str(gt)})
     with pytest.raises(DataError, match=r"q.jsonl:1: field 'image' is neither a relative path nor valid base64"):
         bench.load()
+
+
+def test_simple_ground_truth_for_your_own_images(tmp_path, quiet_console):
+    """Issue 21 item 12: a plain {image: [objects]} file (objects: COCO classes or synonyms) scores non-COCO images;
+    the question rows name the image and need no COCO image_id."""
+    images = touch_images(tmp_path / "photos", ["kitchen.jpg", "park/dog.jpg"])
+    gt = write_json(tmp_path / "gt.json", {"kitchen.jpg": ["woman", "stove", "cup"], "park/dog.jpg": ["puppies"]})
+    questions = write_jsonl(tmp_path / "q.jsonl", [{"image": "kitchen.jpg"}, {"image": "park/dog.jpg"}])
+    cfg = from_dict(EvalConfig, {"benchmark": "chair", "out_dir": str(tmp_path / "run"),
+                                 "options": {"questions": str(questions), "image_root": str(images),
+                                             "ground_truth": str(gt)}})
+    gen = ScriptedGenerator(default="A woman with a cup next to an oven and a cat.")
+    res = run_eval(cfg, gen, console=quiet_console)
+    scores = [json.loads(line) for line in (tmp_path / "run" / "scores.jsonl").read_text().splitlines()]
+    assert scores[0]["gt"] == ["cup", "oven", "person"] and scores[1]["gt"] == ["dog"]
+    assert res["metrics"]["chair_s"] == 100.0  # the cat in both, and for the park photo everything
+    bad = write_json(tmp_path / "bad.json", {"kitchen.jpg": ["spaceship"]})
+    with pytest.raises(DataError, match=r"'spaceship' is not a COCO object word of the lisaanne list"):
+        make_benchmark("chair", {"questions": str(questions), "image_root": str(images),
+                                 "ground_truth": str(bad)}).load()

@@ -34,7 +34,7 @@ multi-word synonym is a bigram.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -215,7 +215,7 @@ def ground_truth_from_coco(annotations_dir: str | Path, image_ids: Iterable[int]
     return {i: sorted(v) for i, v in sorted(gt.items())}
 
 
-def ground_truth_record(gt: dict[int, list[str]], vocab: Vocabulary, lemmatizer: Lemmatizer = "singularize"
+def ground_truth_record(gt: Mapping[Any, list[str]], vocab: Vocabulary, lemmatizer: Lemmatizer = "singularize"
                         ) -> dict[str, Any]:
     """The compact ground-truth file's content (JSON), stamped with what the sets depend on."""
     tokenizer_version, lemmatizer_version = PIPELINES[lemmatizer]
@@ -237,10 +237,37 @@ def build_ground_truth_file(annotations_dir: str | Path, image_ids: Iterable[int
     return Path(out)
 
 
+def simple_ground_truth(data: dict[str, Any], vocab: Vocabulary, path: str | Path) -> dict[int | str, list[str]]:
+    """A plain ``{image: [objects]}`` ground truth, for images that are not COCO's (docs/eval.md).
+
+    Keys are the questions' ``image`` paths (or image ids); objects are COCO class names or any word of the synonym
+    list ("woman" is ``person``, "puppies" ``dog``). Returns image -> sorted classes.
+    """
+    out: dict[int | str, list[str]] = {}
+    for key, words in data.items():
+        if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+            raise DataError(f"{path}: {key!r}: expected a list of object names, got {words!r:.80}")
+        classes = set()
+        for word in words:
+            w = word.strip().lower()
+            cls = vocab.synonym_to_class.get(w) or vocab.synonym_to_class.get(singularize(w))
+            if cls is None:
+                raise DataError(f"{path}: {key!r}: {word!r} is not a COCO object word of the {vocab.name} list "
+                                f"(classes: {', '.join(vocab.classes[:8])}, ...); CHAIR counts only those")
+            classes.add(cls)
+        out[int(key) if key.isdigit() else key] = sorted(classes)
+    return out
+
+
 def load_ground_truth(path: str | Path, vocab: Vocabulary, lemmatizer: Lemmatizer = "singularize"
-                      ) -> dict[int, list[str]]:
-    """Read a compact ground-truth file; refuse one built with a different word list, tokenizer or lemmatizer."""
+                      ) -> dict[int | str, list[str]]:
+    """Read a compact ground-truth file; refuse one built with a different word list, tokenizer or lemmatizer.
+
+    A JSON object without ``"format"`` is the simple ``{image: [objects]}`` form (:func:`simple_ground_truth`).
+    """
     data = load_json(path, "options.ground_truth")
+    if isinstance(data, dict) and "format" not in data:
+        return simple_ground_truth(data, vocab, path)
     if not isinstance(data, dict) or data.get("format") != GT_FORMAT:
         raise DataError(f"{path}: not an unprior CHAIR ground-truth file (expected \"format\": \"{GT_FORMAT}\")")
     tokenizer_version, lemmatizer_version = PIPELINES[lemmatizer]
@@ -249,7 +276,7 @@ def load_ground_truth(path: str | Path, vocab: Vocabulary, lemmatizer: Lemmatize
         if data.get(key) != want:
             raise DataError(f"{path}: built with {key}={data.get(key)!r}, this run needs {want!r}; rebuild it")
     images = get_field(data, "images", str(path), dict)
-    out = {}
+    out: dict[int | str, list[str]] = {}
     for key, classes in images.items():
         bad = [c for c in classes if c not in vocab.synonym_to_class.values()] if isinstance(classes, list) else [0]
         if not key.isdigit() or bad:
@@ -278,7 +305,8 @@ class ChairOptions:
     """Token pipeline: `singularize` (nltk.word_tokenize + pattern.singularize, exactly as the original CHAIR code) or
     `wordnet` (WordNet noun lemmas on an approximate tokenizer: RLAIF-V's lemmatizer, the scorer before chair-v2)."""
     ground_truth: str = ""
-    """Compact per-image ground-truth file (built by build_ground_truth_file, or written by a previous run)."""
+    """Per-image ground-truth file: the compact one (built by build_ground_truth_file, or written by a previous run),
+    or a plain JSON object {image: [objects]} for your own images (rows then need `image`, not `image_id`)."""
     coco_annotations: str = ""
     """Folder with COCO 2014 instances_*/captions_* JSON files, used when ground_truth is not given."""
 
@@ -315,13 +343,13 @@ class Chair(Benchmark):
         self.vocab = vocabulary(self.options.synonyms)
         self.lemmatizer: Lemmatizer = self.options.lemmatizer
         self.parser_version = "+".join(PIPELINES[self.lemmatizer])  # per instance: it depends on the option
-        self._gt: dict[int, list[str]] = {}
+        self._gt: dict[int | str, list[str]] = {}
         self._gt_built = False
 
     def build_prompt(self, row: dict[str, Any]) -> str:
         return str(row.get("question") or self.options.prompt)
 
-    def _image(self, row: dict[str, Any], image_id: int, where: str) -> Path:
+    def _image(self, row: dict[str, Any], image_id: int | str, where: str) -> Path:
         if self.options.embedded_images:
             return embedded_image(get_field(row, "image", where, str), where)
         rel = row.get("image") or f"COCO_val2014_{image_id:012d}.jpg"
@@ -331,7 +359,11 @@ class Chair(Benchmark):
         rows = list(load_records(self.options.questions, "options.questions"))
         items, ids = [], set()
         for index, (where, row) in enumerate(rows):
-            image_id = int(get_field(row, "image_id", where, (int, str)))
+            image_id: int | str  # a COCO id, or with a simple {image: [objects]} ground truth the image path
+            if "image_id" not in row and self.options.ground_truth and not self.options.embedded_images:
+                image_id = get_field(row, "image", where, str)
+            else:
+                image_id = int(get_field(row, "image_id", where, (int, str)))
             qid = str(row.get("question_id", row.get("org_idx", index)))
             if qid in ids:
                 raise DataError(f"{where}: duplicate question id {qid}")
@@ -345,11 +377,12 @@ class Chair(Benchmark):
                                 f"{self.options.ground_truth or self.options.coco_annotations}")
         return items
 
-    def _load_ground_truth(self, image_ids: set[int]) -> dict[int, list[str]]:
+    def _load_ground_truth(self, image_ids: set[int | str]) -> dict[int | str, list[str]]:
         if self.options.ground_truth:
             return load_ground_truth(self.options.ground_truth, self.vocab, self.lemmatizer)
         self._gt_built = True
-        return ground_truth_from_coco(self.options.coco_annotations, image_ids, self.vocab, self.lemmatizer)
+        coco = {i for i in image_ids if isinstance(i, int)}
+        return dict(ground_truth_from_coco(self.options.coco_annotations, coco, self.vocab, self.lemmatizer))
 
     def metrics(self) -> list[Metric]:
         return [Metric("chair_s", False, "captions with a hallucinated object, percent"),
