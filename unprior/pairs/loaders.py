@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from unprior.io import InputError
 from unprior.pairs.config import LoadConfig
 from unprior.pairs.images import RowProblem, check_image, resolve_image_path
 from unprior.pairs.schema import ImageRef, Sample
@@ -245,14 +246,14 @@ def map_columns(columns: Iterable[str], overrides: dict[str, str]) -> dict[str, 
     for name, candidates in _DEFAULT_COLUMNS.items():
         if name in overrides:
             if overrides[name] not in available:
-                raise ValueError(f"columns.{name}={overrides[name]!r} is not a column; columns: {available}")
+                raise InputError(f"columns.{name}={overrides[name]!r} is not a column; columns: {available}")
             mapping[name] = overrides[name]
             continue
         found = next((c for c in candidates if c in available), None)
         if found is not None:
             mapping[name] = found
         elif name in ("image", "prompt", "answer"):
-            raise ValueError(f"no {name} column among {available}; set columns.{name}")
+            raise InputError(f"no {name} column among {available}; set load.columns.{name}")
     return mapping
 
 

@@ -123,7 +123,7 @@ def _saved_dataset(path: Path, split: str) -> tuple[Iterator[Row], list[str]]:
     ds = datasets.load_from_disk(str(path))
     if isinstance(ds, datasets.DatasetDict):
         if split not in ds:
-            raise ValueError(f"{path}: no split {split!r}; splits: {', '.join(ds)}")
+            raise InputError(f"{path}: no split {split!r}; splits: {', '.join(ds)}")
         ds = ds[split]
 
     def rows() -> Iterator[Row]:
@@ -150,7 +150,8 @@ def open_source(path: Path, cfg: LoadConfig) -> Source:
     if path.is_dir() or path.suffix == ".parquet":
         files = _parquet_files(path, cfg.split)
         if not files:
-            raise ValueError(f"{path}: no {cfg.split}.jsonl, saved dataset or parquet files found")
+            raise InputError(f"{path}: no {cfg.split}.jsonl, saved dataset or parquet files found; check the path "
+                             "and load.split")
         return Source(_parquet_rows(files), root, pq.read_schema(files[0]).names)
     rows = _jsonl_rows(path) if path.suffix == ".jsonl" else _json_rows(path)
     head = []  # rows up to the first readable one, whose keys stand for the columns
