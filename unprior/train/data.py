@@ -156,7 +156,7 @@ class PreferenceData:
             self.picks[row] = pick
             self.kind_counts.update(pick.keys())
         self.rows = sorted(self.picks)
-        if not self.rows:
+        if not reference.rows:  # the reference dropped every row (scored rows without the kinds: below)
             reasons = ", ".join(f"{r} {n}" for r, n in self.skipped.most_common()) or "the file has no rows"
             raise InputError(f"no usable training row in {len(rows)} pairs rows ({reasons}; ids and rows in the "
                              "reference entry's rejected.jsonl); check the pairs file and the objective's kinds")
