@@ -150,6 +150,7 @@ def setup(cfg: TrainConfig) -> Run:
     start, skipped = _resume(cfg, accelerator, out, log)
     tracker = None
     if accelerator.is_main_process:
+        dump_yaml(cfg, out / "train_config.yaml")  # after the resume check: a refused config never replaces it
         tracker = make_tracker(cfg.report_to, out, _flat(to_dict(cfg)), yaml.safe_dump(to_dict(cfg), sort_keys=False),
                                start)
     log(f"steps: {start} -> {total}, global batch {order.global_batch} rows on {accelerator.num_processes} "
@@ -345,7 +346,8 @@ def evaluate(run: Run, data: PreferenceData) -> dict[str, float]:
 
 
 def _prepare_out(cfg: TrainConfig, accelerator: Accelerator) -> Path:
-    """Create ``out``; refuse a non-empty one unless resuming or overwriting. Write the resolved config."""
+    """Create ``out``; refuse a non-empty one unless resuming or overwriting (the config is written once the resume
+    check has passed)."""
     out = Path(cfg.out)
     busy = out.exists() and any(out.iterdir())
     if busy and not (cfg.resume or cfg.overwrite):  # every process raises, so none waits at the barrier below
@@ -355,7 +357,6 @@ def _prepare_out(cfg: TrainConfig, accelerator: Accelerator) -> Path:
         if busy and cfg.overwrite and not cfg.resume:
             shutil.rmtree(out)
         out.mkdir(parents=True, exist_ok=True)
-        dump_yaml(cfg, out / "train_config.yaml")
     accelerator.wait_for_everyone()
     return out
 
