@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pairs.helpers import png_bytes
+from pairs.helpers import huge_png_header, png_bytes
 
 from unprior.cli import main
 
-from .helpers import GOOD, Result, source_row, write_rows
+from .helpers import GOOD, Result, pairs_file, source_row, write_rows
 
 
 @pytest.fixture
@@ -41,6 +41,30 @@ def source(tmp_path: Path) -> Path:
     (tmp_path / "outside.png").write_bytes(png_bytes())
     write_rows(root / "train.jsonl", [source_row(i, f"images/{i}.png", a, r) for i, _, a, r in GOOD])
     return root
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    """An image root: g0..g2.png, a 12000² PNG header (a 17 KB file that decodes into gigabytes), an outward
+    symlink, and outside.png beside the root."""
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    for i, colour, _, _ in GOOD:
+        (root / "images" / f"{i}.png").write_bytes(png_bytes(colour, (16, 16)))
+    (root / "images" / "huge.png").write_bytes(huge_png_header(12_000, 12_000))
+    (tmp_path / "outside.png").write_bytes(png_bytes())
+    (root / "images" / "link.png").symlink_to(tmp_path / "outside.png")
+    return root
+
+
+@pytest.fixture
+def pairs(data: Path, tmp_path: Path) -> Path:
+    return pairs_file(data, tmp_path / "pairs.parquet", [f"images/{i}.png" for i, *_ in GOOD])
+
+
+@pytest.fixture
+def model(family_model) -> Path:
+    return family_model("llava")
 
 
 @pytest.fixture(autouse=True)

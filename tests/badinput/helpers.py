@@ -86,3 +86,12 @@ def truncate(path: Path, out: Path, keep: float = 0.5) -> Path:
     data = path.read_bytes()
     out.write_bytes(data[: int(len(data) * keep)])
     return out
+
+
+def score(cli, model: Path, pairs: Path | str, tmp_path: Path, *extra: str):
+    return cli("score", f"model={model}", f"pairs={pairs}", "max_length=96", f"cache_dir={tmp_path / 'ref'}", *extra)
+
+
+def train(cli, model: Path, pairs: Path | str, out: Path, *extra: str):
+    return cli("train", f"model={model}", f"pairs={pairs}", f"out={out}", "max_length=96", "max_steps=1",
+               "batch_size=2", "lora.r=4", f"reference_dir={out.parent / 'ref'}", *extra)

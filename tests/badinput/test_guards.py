@@ -13,8 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from .helpers import GOOD, pairs_args, pairs_file, refused, snapshot
-from .test_score_train import data, model, pairs, score, train  # noqa: F401  (fixtures and runners reused)
+from .helpers import GOOD, pairs_args, pairs_file, refused, score, snapshot, train
 
 
 def _entry(ref: Path) -> Path:
@@ -22,7 +21,7 @@ def _entry(ref: Path) -> Path:
     return entry
 
 
-def test_a_reference_entry_with_nan_is_refused_by_train(pairs, model, tmp_path, cli):  # noqa: F811
+def test_a_reference_entry_with_nan_is_refused_by_train(pairs, model, tmp_path, cli):
     """Table row 1: NaN and inf written into a finished entry; training refuses to start on it, naming the file
     and the rows (the entry is left as it is, for the user to look at)."""
     pairs = pairs_file(pairs.parent / "data", tmp_path / "ei.parquet", [f"images/{i}.png" for i, *_ in GOOD],
@@ -39,7 +38,7 @@ def test_a_reference_entry_with_nan_is_refused_by_train(pairs, model, tmp_path, 
     assert snapshot(entry) == before
 
 
-def test_a_model_with_nan_weights_is_refused_by_train(pairs, model, tmp_path, cli):  # noqa: F811
+def test_a_model_with_nan_weights_is_refused_by_train(pairs, model, tmp_path, cli):
     """Table rows 1-3 at the source: the starting model itself is broken; nothing is scored or trained."""
     import torch
 
@@ -55,7 +54,7 @@ def test_a_model_with_nan_weights_is_refused_by_train(pairs, model, tmp_path, cl
     assert not (tmp_path / "run" / "model").exists()
 
 
-def test_resume_with_another_config_names_the_field_and_keeps_the_checkpoints(pairs, model, tmp_path, cli):  # noqa: F811
+def test_resume_with_another_config_names_the_field_and_keeps_the_checkpoints(pairs, model, tmp_path, cli):
     """Table row 15: the refusal names each changed field with its old and new value."""
     pairs = pairs_file(pairs.parent / "data", tmp_path / "ei.parquet", [f"images/{i}.png" for i, *_ in GOOD],
                        kinds=("error_injection",))
@@ -86,6 +85,6 @@ def test_pairs_with_a_dead_injector_endpoint_fails_fast_naming_it(source, tmp_pa
 
 
 @pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
-def test_a_non_finite_setting_is_refused_naming_the_field(value, pairs, model, tmp_path, cli):  # noqa: F811
+def test_a_non_finite_setting_is_refused_naming_the_field(value, pairs, model, tmp_path, cli):
     """Table row 12, for every non-finite spelling YAML has."""
     refused(train(cli, model, pairs, tmp_path / "run", f"lr={value}"), 2, "'lr'", "finite")

@@ -7,37 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from pairs.helpers import huge_png_header, png_bytes
 
-from .helpers import GOOD, drop_column, pairs_file, refused, rejected, snapshot, truncate
-
-
-@pytest.fixture
-def data(tmp_path: Path) -> Path:
-    """An image root: g0..g2.png, a 12000² PNG header (a 17 KB file that decodes into gigabytes), an outward
-    symlink, and outside.png beside the root."""
-    root = tmp_path / "data"
-    (root / "images").mkdir(parents=True)
-    for i, colour, _, _ in GOOD:
-        (root / "images" / f"{i}.png").write_bytes(png_bytes(colour, (16, 16)))
-    (root / "images" / "huge.png").write_bytes(huge_png_header(12_000, 12_000))
-    (tmp_path / "outside.png").write_bytes(png_bytes())
-    (root / "images" / "link.png").symlink_to(tmp_path / "outside.png")
-    return root
-
-
-@pytest.fixture
-def pairs(data: Path, tmp_path: Path) -> Path:
-    return pairs_file(data, tmp_path / "pairs.parquet", [f"images/{i}.png" for i, *_ in GOOD])
-
-
-@pytest.fixture
-def model(family_model) -> Path:
-    return family_model("llava")
-
-
-def score(cli, model: Path, pairs: Path | str, tmp_path: Path, *extra: str):
-    return cli("score", f"model={model}", f"pairs={pairs}", "max_length=96", f"cache_dir={tmp_path / 'ref'}", *extra)
+from .helpers import GOOD, drop_column, pairs_file, refused, rejected, score, snapshot, train, truncate
 
 
 def _unmerged_run(tmp: Path) -> Path:
@@ -118,11 +89,6 @@ def test_score_refuses_a_damaged_jsonl_row_naming_its_line(data, model, tmp_path
 
 
 # ----------------------------------------------------------------------------------------------------------- train
-
-
-def train(cli, model: Path, pairs: Path | str, out: Path, *extra: str):
-    return cli("train", f"model={model}", f"pairs={pairs}", f"out={out}", "max_length=96", "max_steps=1",
-               "batch_size=2", "lora.r=4", f"reference_dir={out.parent / 'ref'}", *extra)
 
 
 @pytest.mark.parametrize("case", ["lr_nan", "batch_size_zero", "unknown_field"])
