@@ -144,4 +144,5 @@ def test_the_control_has_no_prior_and_its_own_sft_budget():
     assert (ctrl.sft_steps, pv.base.sft_steps) == (1300, 400)
     assert ctrl.world.prior_strength == NO_PRIOR and ctrl.recipe == pv.base.recipe and ctrl.seed == pv.base.seed
     default = DemoConfig()
-    assert control_config(default.base, default.control_sft_steps).sft_steps == default.base.sft_steps
+    assert control_config(default.base, default.control_sft_steps).sft_steps == 2 * default.base.sft_steps
+    assert control_config(default.base, 0).sft_steps == default.base.sft_steps

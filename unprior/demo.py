@@ -4,14 +4,15 @@ The pipeline is a list of steps (:data:`STEPS`); each calls one stage's public A
 output in the cache (keyed by everything that decides it) or in the report folder:
 
 1. ``world``    build (or reuse) the synthetic world (``unprior world build``);
-2. ``base``     train (or reuse) the biased base model (``unprior world base``);
-3. ``control``  train (or reuse) the no-colour-prior control on the same images: the visual ceiling;
-4. ``pairs``    bootstrap negatives for a pool of train-split images with all four strategies: BPO's image weakening
+2. ``base``     train (or reuse) the biased base model (``unprior world base``); the no-colour-prior control (the
+                visual ceiling, same images) starts training in a second process;
+3. ``pairs``    bootstrap negatives for a pool of train-split images with all four strategies: BPO's image weakening
                 and rule-based error injection, NaPO's language- and vision-biased answers (``unprior pairs`` +
                 ``pairs merge``);
-5. ``score``    reference log-probs and the noise report (``unprior score``);
-6. ``train``    (a) DPO on BPO's pairs, (b) the NaPO objective on NaPO's pairs, (c) SFT on the chosen answers only,
+4. ``score``    reference log-probs and the noise report (``unprior score``);
+5. ``train``    (a) DPO on BPO's pairs, (b) the NaPO objective on NaPO's pairs, (c) SFT on the chosen answers only,
                 (a) and (b) with the SFT anchor (``unprior train``);
+6. ``control``  wait for the control (or reuse the cached one): it trains beside steps 3-5, on the other core;
 7. ``eval``     every model on the world benchmark, greedy, and on the grounding frontier (``unprior eval run``,
                 ``unprior eval frontier``);
 8. ``report``   a table in the style of NaPO Table 1 and the report folder: ``report.md``, ``results.json``, PNGs,
@@ -57,10 +58,10 @@ __all__ = ["COLUMNS", "LABELS", "METHODS", "STEPS", "DemoConfig", "DemoPairsConf
 STEPS: list[tuple[str, Callable[[Demo], None]]] = [
     ("world", step_world),
     ("base", step_base),
-    ("control", step_control),
     ("pairs", step_pairs),
     ("score", step_score),
     ("train", step_train),
+    ("control", step_control),
     ("eval", step_eval),
     ("report", step_report),
 ]

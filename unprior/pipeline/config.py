@@ -134,10 +134,11 @@ class DemoConfig:
     """Use this existing base model directory instead of training ``base``."""
     control: bool = True
     """Also train the no-colour-prior control on the same images (the visual ceiling)."""
-    control_sft_steps: int = 0
+    control_sft_steps: int = 2600
     """Multimodal SFT steps of the control (0: the base's ``sft_steps``). With no prior to fall back on, the control
     must learn to read colour during SFT, a late transition: a budget that leaves the base biased can leave the
-    control unable to read (recipe pretrained_vision at 400 steps: docs/demo.md)."""
+    control unable to read (docs/demo.md, "The control"). It trains beside pairs, score and train, so a larger
+    budget costs no wall time until it outlasts them."""
     pool: PoolConfig = field(default_factory=PoolConfig)
     pairs: DemoPairsConfig = field(default_factory=DemoPairsConfig)
     train: DemoTrainConfig = field(default_factory=DemoTrainConfig)

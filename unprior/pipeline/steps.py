@@ -1,4 +1,4 @@
-"""The pipeline's steps over a cache: world -> base (+ control) -> pairs -> score -> train -> eval.
+"""The pipeline's steps over a cache: world -> base (+ control beside) -> pairs -> score -> train -> eval.
 
 Each step is a small function of the run's state (:class:`Demo`) that calls one stage's public API with a config
 and leaves its output in the cache (keyed by everything that decides it). ``unprior demo`` runs them in order
