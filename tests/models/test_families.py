@@ -13,6 +13,8 @@ from unprior.models.generate import Prompt, generate
 from unprior.models.tiny import save_model
 
 CORPUS = ["a red cube on the table", "What colour is the ball?", "There is a blue dog and a green cat."] * 20
+STANDARD = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor"}
+"""The stock processor class each no-video Qwen-VL processor saves as."""
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
@@ -21,7 +23,8 @@ def test_build_save_reload_generate(family: str, tmp_path: Path) -> None:
     model, processor = build_tiny(family, tokenizer, seed=1)
     save_model(model, processor, tmp_path)
     reloaded, proc = load_model(tmp_path)
-    assert type(proc).__name__ == type(processor).__name__
+    # where torchvision is installed, a Qwen-VL folder reloads as the stock processor (it is saved under that name)
+    assert type(proc).__name__ in (type(processor).__name__, STANDARD.get(family))
     for (name, a), b in zip(model.state_dict().items(), reloaded.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     prompts = [
@@ -49,8 +52,6 @@ def test_load_processor_plain_llava(tmp_path: Path) -> None:
     save_model(model, processor, tmp_path)
     assert type(load_processor(tmp_path)).__name__ == "LlavaProcessor"
 
-
-STANDARD = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor"}
 
 
 def assert_standard_processor_files(folder: Path, family: str) -> None:
