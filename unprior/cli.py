@@ -157,6 +157,9 @@ def _command_help(name: str, cmd: Command) -> str:
         out.append(f"  {key} = {default}")
         if doc:
             out.append(f"      {doc}")
+    if name in PLANNED:
+        out += ["", "memory plan (prints what the run needs per device, loads no weights; docs/train.md):",
+                "  plan=true [device_memory=80GiB] [devices=1] [setup=single|ddp|fsdp2|zero3] [rows=512]"]
     subs = _subcommands(name)
     if subs:  # `pairs` is a command and a group
         width = max(len(n) for n in subs)
@@ -196,6 +199,30 @@ def flag_overrides(args: list[str]) -> list[str]:
         else:
             out.append(a)
     return out
+
+
+PLANNED = ("train", "score")
+"""Commands that print a memory plan instead of running with ``plan=true`` (``--plan``; unprior/plan.py)."""
+PLAN_KEYS = ("plan", "device_memory", "devices", "setup", "rows")
+
+
+def split_plan(overrides: list[str]) -> tuple[list[str] | None, list[str]]:
+    """The memory plan's overrides (None unless ``plan=true``) and the command's own."""
+    mine = [o for o in overrides if o.partition("=")[0] in PLAN_KEYS]
+    rest = [o for o in overrides if o not in mine]
+    wanted = any(o.partition("=")[2].lower() in ("true", "1", "yes") for o in mine if o.startswith("plan="))
+    return ([o for o in mine if not o.startswith("plan=")] if wanted else None), (rest if wanted else overrides)
+
+
+def _run(name: str, cmd: Command, config: str | None, overrides: list[str]) -> object:
+    """Load the config and run the command, or print its memory plan (``plan=true``)."""
+    plan, overrides = split_plan(overrides) if name in PLANNED else (None, overrides)
+    cfg = load_config(_load(cmd.config), config, overrides)  # type: ignore[arg-type]
+    if plan is None:
+        return _load(cmd.run)(cfg)  # type: ignore[operator]
+    from unprior.plan import PlanConfig, run_plan
+
+    return run_plan(name, cfg, load_config(PlanConfig, None, plan))
 
 
 def _debugging(rest: list[str]) -> tuple[bool, list[str]]:
@@ -242,8 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unprior {name}: expected key=value, got {bad[0]!r}", file=sys.stderr)
         return 2
     try:
-        cfg = load_config(_load(cmd.config), args.config, overrides)  # type: ignore[arg-type]
-        result = _load(cmd.run)(cfg)  # type: ignore[operator]
+        result = _run(name, cmd, args.config, overrides)
     except Exception as e:
         if debug:
             raise
