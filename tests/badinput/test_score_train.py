@@ -72,13 +72,28 @@ def test_score_drops_rows_with_bad_images_and_scores_the_rest(data, model, tmp_p
     reasons), not a dead run; the good rows are scored."""
     paths = ["images/g0.png", "../outside.png", "images/link.png", "images/huge.png", "images/g1.png"]
     pairs = pairs_file(data, tmp_path / "mixed.parquet", paths)
-    assert score(cli, model, pairs, tmp_path).code == 0
+    result = score(cli, model, pairs, tmp_path)
+    assert result.code == 0
     (entry,) = [p for p in (tmp_path / "ref").iterdir() if (p / "manifest.json").is_file()]
     listed = {r["where"]: r["reason"] for r in rejected(entry / "rejected.jsonl")}
     assert listed == {"row 1": "image_outside_root", "row 2": "image_outside_root", "row 3": "image_too_large"}
+    warning = " ".join(result.out.split())  # more than half dropped: a warning naming the file, counts and list
+    assert "WARNING: 3 of 5 rows of" in warning and "image_outside_root 2, image_too_large 1" in warning
     import pyarrow.parquet as pq
 
     assert sorted(set(pq.read_table(entry / "reference.parquet")["row"].to_pylist())) == [0, 4]
+
+
+def test_score_refuses_a_file_whose_every_row_was_dropped(data, model, tmp_path, cli):
+    """No entry when no row is left (train would refuse it later): exit 2 naming the file and the counts by
+    reason, the rows listed in the rejected.jsonl the line names."""
+    pairs = pairs_file(data, tmp_path / "gone.parquet", ["../outside.png", "images/link.png", "images/huge.png"])
+    result = score(cli, model, pairs, tmp_path)
+    refused(result, 2, "gone.parquet", "every one of its 3 rows was dropped",
+            "image_outside_root 2, image_too_large 1", "rejected.jsonl", only_line=False)
+    assert not [p for p in (tmp_path / "ref").iterdir() if (p / "manifest.json").is_file()]
+    listed = result.lines[-1].split("each row and its reason: ")[1].split(";")[0]
+    assert [r["reason"] for r in rejected(Path(listed))] == ["image_outside_root"] * 2 + ["image_too_large"]
 
 
 def test_score_refuses_a_damaged_jsonl_row_naming_its_line(data, model, tmp_path, cli):
@@ -123,5 +138,5 @@ def test_train_refuses_data_without_the_objectives_kinds_keeping_the_reference(p
 def test_train_refuses_a_file_whose_every_row_was_dropped(data, model, tmp_path, cli):
     """Table row 8 reached through a hand-made file: every image escapes the root, so no row is usable."""
     pairs = pairs_file(data, tmp_path / "out.parquet", ["../outside.png", "images/link.png"])
-    refused(train(cli, model, pairs, tmp_path / "run"), 2, "no usable training row", "image_outside_root 2",
-            only_line=False)
+    refused(train(cli, model, pairs, tmp_path / "run"), 2, "every one of its 2 rows was dropped",
+            "image_outside_root 2", only_line=False)

@@ -56,6 +56,7 @@ from PIL import Image
 from unprior.config import dump_yaml
 from unprior.guards import NonFiniteError, some_ids
 from unprior.io import (
+    InputError,
     atomic_write_bytes,
     cache_root,
     is_complete,
@@ -390,6 +391,39 @@ def _drop_nonfinite(table: pa.Table, dropped: Dropped, cfg: ScoreConfig, work: P
     return table.filter(keep), sorted(dropped + extra, key=lambda d: d["row"])
 
 
+DROPPED_WARN = 0.5
+"""Share of a pairs file's rows dropped above which ``score`` warns (docs/errors.md); all of them: refused."""
+
+
+def _rejected_records(dropped: Dropped) -> list[dict[str, Any]]:
+    return [{"id": d["id"], "where": f"row {d['row']}", "reason": d["reason"]} for d in dropped]
+
+
+def _check_dropped(cfg: ScoreConfig, table: pa.Table, dropped: Dropped, out: Path) -> str | None:
+    """Refuse a run in which every row was dropped (no entry is written; the rows and their reasons go to the work
+    directory's ``rejected.jsonl``, its chunks removed so a rerun after the fix scores afresh); the warning to print
+    when more than :data:`DROPPED_WARN` of the rows were."""
+    if not dropped:
+        return None
+    total = len(set(table["row"].to_pylist())) + len(dropped)
+    counts: dict[str, int] = {}
+    for d in dropped:
+        counts[d["reason"]] = counts.get(d["reason"], 0) + 1
+    reasons = ", ".join(f"{r} {n}" for r, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    if len(dropped) == total:
+        work = work_dir(out)
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        write_rejected(work, _rejected_records(dropped))
+        raise InputError(f"{cfg.pairs}: every one of its {total} rows was dropped ({reasons}); no reference entry "
+                         f"was written; each row and its reason: {work / 'rejected.jsonl'}; fix those rows (or "
+                         "image_root) and rerun")
+    if len(dropped) > DROPPED_WARN * total:
+        return (f"WARNING: {len(dropped)} of {total} rows of {cfg.pairs} were dropped ({reasons}); the reference "
+                f"covers only the rest; each row and its reason: {out / 'rejected.jsonl'}")
+    return None
+
+
 def _check_weights(model, name: str) -> None:
     """Refuse a model with NaN or infinite weights before it scores anything."""
     bad = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
@@ -482,12 +516,13 @@ def _score_entry(cfg: ScoreConfig, out: Path, key: str, inputs: dict[str, Any], 
     table, dropped = score_pairs(cfg, model, processor, log, work=work)
     now = table.num_rows - resumed
     table, dropped = _drop_nonfinite(table, dropped, cfg, work)
+    warning = _check_dropped(cfg, table, dropped, out)
     from unprior.score.noise_report import write_noise_report
 
     with staged_dir(out, overwrite=True) as tmp:
         pq.write_table(table, tmp / REFERENCE_FILE)
         write_jsonl(tmp / "dropped.jsonl", dropped)
-        write_rejected(tmp, [{"id": d["id"], "where": f"row {d['row']}", "reason": d["reason"]} for d in dropped])
+        write_rejected(tmp, _rejected_records(dropped))
         write_noise_report(table, tmp)
         dump_yaml(cfg, tmp / "score_config.yaml")
         write_json(tmp / "manifest.json", _manifest(key, inputs, table, dropped, time.perf_counter() - t0))
@@ -497,6 +532,8 @@ def _score_entry(cfg: ScoreConfig, out: Path, key: str, inputs: dict[str, Any], 
         f"({time.perf_counter() - t0:.1f}s)")
     for reason, n in sorted(_manifest(key, inputs, table, dropped, 0.0)["dropped"].items()):
         log(f"  dropped, {reason}: {n} (ids and rows in {out / 'rejected.jsonl'})")
+    if warning:
+        log(warning)
     return model, processor
 
 
