@@ -4,6 +4,13 @@
 # and run a fast subset of the suite in each. README "Installing as a library" lists the matrix this gave.
 #
 #   tools/compat.sh [lowest|newest|both]        (default: both)
+#   tools/compat.sh torch VERSION               a fresh venv holding only torch==VERSION (from the registry: a CUDA
+#                                               build of a few GB), then plain `pip install .`: fails unless that
+#                                               torch is kept; then the subset
+#
+# Where pip is capped below VERSION (this project's machines: /etc/xdg/pip holds torch<=2.14.1, which would also make
+# `pip install .` downgrade a newer torch), run the torch mode with PIP_CONFIG_FILE=/dev/null: it lifts the cap for
+# the pip of this script only.
 #
 # Environment:
 #   COMPAT_DIR   where the venvs go (default /tmp/unprior-compat); an existing venv is reused, not rebuilt
@@ -11,6 +18,7 @@
 #   NEWEST_TORCH what the newest venv holds *before* unprior is installed (default "torch==2.14.1 torchvision==0.29.1":
 #                a CUDA build, and torchvision, which the lock leaves out; both lie on this project's machines'
 #                disk). `pip install .` must keep it: the script fails if the torch version changes.
+#   TORCH_VENV   the torch mode's venv (default $COMPAT_DIR/torch-VERSION); an existing one is reused
 #   SUBSET       the pytest arguments (default: below)
 set -euo pipefail
 
@@ -49,8 +57,12 @@ print(", ".join(found))
 PYEOF
 }
 
-run_subset() {  # venv name
-  local venv="$WORK/$1"
+torch_version() {  # venv
+  "$1/bin/python" -c "import importlib.metadata as m; print(m.version('torch'))"
+}
+
+run_subset() {  # name [venv]
+  local venv=${2:-"$WORK/$1"}
   "$venv/bin/pip" install "${PIP[@]}" "pytest>=9.2.0"
   "$venv/bin/pip" check
   echo "== $1: $(versions "$venv")"
@@ -76,19 +88,34 @@ newest() {
   # shellcheck disable=SC2086
   "$venv/bin/pip" install "${PIP[@]}" $NEWEST_TORCH
   local before after
-  before=$("$venv/bin/python" -c "import importlib.metadata as m; print(m.version('torch'))")
+  before=$(torch_version "$venv")
   "$venv/bin/pip" install "${PIP[@]}" --upgrade --upgrade-strategy only-if-needed "$ROOT[openai,serve]"
   # the rest at their newest releases, torch left as it is
   "$venv/bin/pip" install "${PIP[@]}" --upgrade transformers tokenizers accelerate peft datasets safetensors
-  after=$("$venv/bin/python" -c "import importlib.metadata as m; print(m.version('torch'))")
+  after=$(torch_version "$venv")
   [ "$before" = "$after" ] || { echo "pip install . replaced torch $before with $after" >&2; exit 1; }
   echo "== newest: torch $before kept by pip install ."
   run_subset newest
+}
+
+preinstalled() {  # torch version
+  local venv=${TORCH_VENV:-"$WORK/torch-$1"} before after
+  [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
+  "$venv/bin/pip" install "${PIP[@]}" "torch==$1"
+  before=$(torch_version "$venv")
+  [ "$before" = "$1" ] || { echo "the venv holds torch $before, not $1" >&2; exit 1; }
+  "$venv/bin/pip" install "${PIP[@]}" "$ROOT"  # plain, as a user types it
+  after=$(torch_version "$venv")
+  [ "$before" = "$after" ] || { echo "pip install . replaced torch $before with $after" >&2; exit 1; }
+  "$venv/bin/python" -c "import torch; print('== torch', torch.__version__, 'imports; CUDA available:', torch.cuda.is_available())"
+  echo "== torch-$1: torch $before kept by pip install ."
+  run_subset "torch-$1" "$venv"
 }
 
 case "${1:-both}" in
   lowest) lowest ;;
   newest) newest ;;
   both) lowest; newest ;;
-  *) echo "usage: $0 [lowest|newest|both]" >&2; exit 2 ;;
+  torch) [ -n "${2:-}" ] || { echo "usage: $0 torch VERSION" >&2; exit 2; }; preinstalled "$2" ;;
+  *) echo "usage: $0 [lowest|newest|both] | torch VERSION" >&2; exit 2 ;;
 esac
