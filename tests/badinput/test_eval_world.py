@@ -23,7 +23,7 @@ from .helpers import refused, rejected, snapshot
 
 def pope_args(tmp: Path, *extra: str) -> list[str]:
     questions, images = tmp / "pope.jsonl", tmp / "val2014"
-    return ["benchmark=pope", f"out_dir={tmp / 'run'}", "model=m", f"options.questions={{random: {questions}}}",
+    return ["benchmark=pope", f"out={tmp / 'run'}", "model=m", f"options.questions={{random: {questions}}}",
             f"options.image_root={images}", "progress=false", *extra]
 
 
@@ -155,7 +155,66 @@ def test_world_refuses_bad_usage_in_one_line(tmp_path, cli):
 
 
 def test_world_report_refuses_a_missing_model_folder(tmp_path, cli):
-    refused(cli("world", "report", f"model={tmp_path / 'none'}", f"world_dir={tmp_path}"), 2, "none", "no such folder")
+    refused(cli("world", "report", f"model={tmp_path / 'none'}", f"world_dir={_world(tmp_path)}"), 2, "none",
+            "no such folder")
+
+
+def _world(tmp: Path, manifest: str | None = '{"config": {}, "config_hash": "h"}',
+           splits: tuple[str, ...] = ("train", "test_id", "test_cf")) -> Path:
+    """A folder shaped like a built world (``manifest``: its manifest.json text, None: none; empty splits)."""
+    root = tmp / "world"
+    root.mkdir()
+    (root / "notes.txt").write_text("not a world\n")
+    if manifest is not None:
+        (root / "manifest.json").write_text(manifest)
+    for split in splits:
+        (root / f"{split}.jsonl").write_text("")
+    return root
+
+
+# (case, the world_dir built from tmp_path, words of the one stderr line)
+BAD_WORLDS = {
+    "missing": (lambda tmp: tmp / "none", ["none", "no such folder", "unprior world build out="]),
+    "not_a_world": (lambda tmp: _world(tmp, None), ["world", "not a world", "no manifest.json"]),
+    "damaged_manifest": (lambda tmp: _world(tmp, '{"config": {'), ["manifest.json is damaged", "overwrite=true"]),
+    "other_manifest": (lambda tmp: _world(tmp, '{"kind": "unprior-reference"}'), ["not a world's"]),
+    "missing_split": (lambda tmp: _world(tmp, splits=("train", "test_id")), ["test_cf.jsonl missing"]),
+}
+WORLD_COMMANDS = {
+    "base": lambda tmp: ["base", f"out={tmp / 'base'}"],
+    "probe": lambda tmp: ["probe", f"models=[{tmp / 'm'}]"],
+    "report": lambda tmp: ["report", f"model={tmp / 'm'}", f"out={tmp / 'report'}"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(WORLD_COMMANDS))
+@pytest.mark.parametrize("case", sorted(BAD_WORLDS))
+def test_world_commands_refuse_a_world_dir_that_is_not_a_world(case, command, tmp_path, cli):
+    """`world base`, `probe` and `report` name `world_dir`, the folder and the fix before any model loads or trains;
+    nothing is written."""
+    make, needles = BAD_WORLDS[case]
+    world = make(tmp_path)
+    refused(cli("world", *WORLD_COMMANDS[command](tmp_path), f"world_dir={world}"), 2, "world_dir=", *needles)
+    assert not (tmp_path / "base").exists() and not (tmp_path / "report").exists()
+
+
+@pytest.mark.parametrize(("args", "field"), [
+    (["base", "sft_steps=-1"], "'sft_steps'"), (["base", "recipe=frozen"], "'recipe'"), (["base", "lr=.nan"], "'lr'"),
+    (["base", "batch_size=0"], "'batch_size'"), (["probe", "world_dir=w"], "'models'"),
+    (["probe", "models=[m]"], "'world_dir'"),
+    (["probe", "models=[m]", "world_dir=w", "features=pixels"], "'features'"),
+    (["probe", "models=[m]", "world_dir=w", "per_cell=0"], "'per_cell'"),
+])
+def test_world_base_and_probe_refuse_a_bad_config_value_naming_the_field(args, field, tmp_path, cli):
+    refused(cli("world", *args, f"out={tmp_path / 'out'}"), 2, field)
+    assert not (tmp_path / "out").exists()
+
+
+def test_world_probe_checks_every_model_folder_before_the_first_loads(tmp_path, family_model, cli):
+    """The second model is missing: refused naming it, before the first (a real one) is probed."""
+    world = _world(tmp_path)
+    refused(cli("world", "probe", f"models=[{family_model('llava')}, {tmp_path / 'gone'}]", f"world_dir={world}"), 2,
+            "gone", "no such folder")
 
 
 # ---------------------------------------------------------------------------------------------------------- the CLI

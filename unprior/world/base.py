@@ -39,7 +39,7 @@ from unprior.models.sft import Encoded, encode_rows, sft
 from unprior.models.tiny import build_tiny_llava, save_model
 from unprior.models.tokenizer import train_tokenizer
 from unprior.numerics import numerics_signature, torch_threads
-from unprior.world.build import DESCRIBE_PROMPT, attribute_qa, build_world, describe, exists_qa
+from unprior.world.build import DESCRIBE_PROMPT, attribute_qa, build_world, describe, exists_qa, require_world
 from unprior.world.config import BaseConfig
 from unprior.world.render import Placed
 from unprior.world.spec import CATEGORY_NAMES, COLOUR_NAMES
@@ -100,7 +100,8 @@ def _key_changes(manifest: dict[str, Any], cfg: BaseConfig, world_hash: str) -> 
 
 
 def resolve_world(cfg: BaseConfig) -> Path:
-    return Path(cfg.world_dir) if cfg.world_dir else build_world(cfg.world)
+    """``cfg.world_dir`` (refused unless it is a finished world) or ``cfg.world`` built (or reused)."""
+    return require_world(cfg.world_dir) if cfg.world_dir else build_world(cfg.world)
 
 
 def base_dir_for(cfg: BaseConfig, world: Path) -> Path:

@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from unprior.config import config_hash, dump_yaml, to_dict
-from unprior.io import cache_root, is_complete, staged_dir, write_json, write_jsonl
+from unprior.io import InputError, cache_root, is_complete, read_json, staged_dir, write_json, write_jsonl
 from unprior.world.config import WorldConfig
 from unprior.world.phrasings import attribute_text, describe_text, exists_text
 from unprior.world.render import Placed, render
@@ -240,9 +240,30 @@ def _content(cfg: WorldConfig) -> dict[str, Any]:
 
 
 def _same_world(out: Path, cfg: WorldConfig) -> bool:
-    from unprior.io import read_json
-
     return read_json(out / "manifest.json").get("config_hash") == config_hash(_content(cfg))
+
+
+def require_world(path: str | Path, field: str = "world_dir") -> Path:
+    """``path`` as a world directory, or InputError in one line naming ``field``, the folder and the fix: it must be
+    a finished ``unprior world build`` (a ``manifest.json`` with the world's config, and every split; docs/errors.md).
+    """
+    root = Path(path)
+    fix = f"pass a folder written by `unprior world build out=...` as {field}"
+    if not root.is_dir():
+        raise InputError(f"{field}={path}: no such folder; {fix}")
+    try:
+        manifest = read_json(root / "manifest.json")
+    except FileNotFoundError:
+        raise InputError(f"{field}={path}: not a world (no manifest.json; an unfinished build?); {fix}") from None
+    except (ValueError, UnicodeDecodeError):
+        raise InputError(f"{field}={path}: manifest.json is damaged (not JSON); rebuild it with `unprior world "
+                         f"build out={path} overwrite=true`") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("config"), dict) or "config_hash" not in manifest:
+        raise InputError(f"{field}={path}: manifest.json is not a world's (no config or config_hash); {fix}")
+    missing = [f"{split}.jsonl" for split in SPLITS if not (root / f"{split}.jsonl").is_file()]
+    if missing:
+        raise InputError(f"{field}={path}: {', '.join(missing)} missing (an incomplete copy?); {fix}")
+    return root
 
 
 def build_world(cfg: WorldConfig) -> Path:
@@ -288,8 +309,6 @@ def run_build(cfg: WorldConfig) -> int:
 
     out = build_world(cfg)
     console = Console()
-    from unprior.io import read_json
-
     man = read_json(out / "manifest.json")
     console.print(f"[bold]world[/] {man['config_hash']} -> {out}")
     for split, c in man["splits"].items():

@@ -23,6 +23,7 @@ import torch
 
 from unprior.config import check_choice, check_range, fail
 from unprior.io import read_json, read_jsonl, write_json
+from unprior.world.build import require_world
 
 
 @dataclass
@@ -147,7 +148,12 @@ def probe_model(cfg: ProbeConfig, model_dir: str) -> dict[str, float]:
 
 
 def run_probe(cfg: ProbeConfig) -> int:
+    from unprior.models.families import require_model_dir
+
     cfg.validate()
+    require_world(cfg.world_dir)  # the world and every model folder before the first model loads
+    for model in cfg.models:
+        require_model_dir(Path(model))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     np.random.seed(0)

@@ -16,6 +16,7 @@ from PIL import Image
 from unprior.io import read_jsonl, write_json, write_jsonl
 from unprior.models.families import load_model
 from unprior.models.generate import Prompt, generate
+from unprior.world.build import require_world
 from unprior.world.config import BaseConfig, ReportConfig
 from unprior.world.metrics import PARSER_VERSION, split_metrics
 
@@ -91,7 +92,7 @@ def run_report(cfg: ReportConfig) -> int:
 
     console = Console()
     base = BaseConfig()
-    world = Path(cfg.world_dir) if cfg.world_dir else resolve_world(base)
+    world = require_world(cfg.world_dir) if cfg.world_dir else resolve_world(base)
     model = Path(cfg.model) if cfg.model else train_base(base, log=console.print)
     report, records = evaluate_world(model, world, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
                                      limit=cfg.limit, log=console.print)
