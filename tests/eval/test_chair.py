@@ -17,6 +17,7 @@ from unprior.eval.benchmarks.chair import (
     score_caption,
     vocabulary,
 )
+from unprior.eval.common import check_images
 from unprior.eval.config import EvalConfig
 from unprior.eval.registry import DataError, make_benchmark
 from unprior.eval.runner import run_eval
@@ -192,7 +193,7 @@ def test_chair_data_errors(tmp_path):
         bench.load()
     write_jsonl(questions, [{"image_id": 1}])
     with pytest.raises(DataError, match=r"q.jsonl:1: image not found: .*COCO_val2014_000000000001.jpg"):
-        bench.load()
+        check_images(bench.load())  # existence is checked on the items a run uses (tests/eval/test_limit_images.py)
     with pytest.raises(ConfigError, match="exactly one of ground_truth"):
         make_benchmark("chair", {"questions": "q", "image_root": "i"})
     write_jsonl(questions, [{"image_id": 1, "image": "not base64!"}])

@@ -6,6 +6,7 @@ import pytest
 
 from unprior.config import from_dict
 from unprior.eval.benchmarks.vlind import parse_true_false, vlind_scores
+from unprior.eval.common import check_images
 from unprior.eval.config import EvalConfig
 from unprior.eval.registry import DataError, make_benchmark
 from unprior.eval.runner import run_eval
@@ -106,8 +107,9 @@ def test_load_builds_four_tests_per_instance(tmp_path):
 def test_missing_image_names_the_row(tmp_path):
     data, images = _vlind_data(tmp_path)
     (images / "counterfactual/sky/2_sky are purple/4.jpg").unlink()
+    items = make_benchmark("vlind", {"data": str(data), "image_root": str(images)}).load()  # checked when used
     with pytest.raises(DataError, match=r"data.json\[2\]: image not found: .*4.jpg"):
-        make_benchmark("vlind", {"data": str(data), "image_root": str(images)}).load()
+        check_images(items)
 
 
 def test_vlind_end_to_end(tmp_path, quiet_console):

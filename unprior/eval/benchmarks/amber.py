@@ -314,8 +314,8 @@ class Amber(Benchmark):
             if group == "generative":
                 target["hallu"] = ann["hallu"]
                 self._check_objects(ann, qid)
-            image = image_file(root, get_field(query, "image", where, str), where)
-            items.append(Item(str(qid), self.build_prompt(query, group), image, target))
+            image = image_file(root, get_field(query, "image", where, str), where, check=False)
+            items.append(Item(str(qid), self.build_prompt(query, group), image, target, where=where))
         return items
 
     def _check_objects(self, ann: dict[str, Any], qid: int) -> None:

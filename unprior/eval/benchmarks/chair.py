@@ -353,7 +353,7 @@ class Chair(Benchmark):
         if self.options.embedded_images:
             return embedded_image(get_field(row, "image", where, str), where)
         rel = row.get("image") or f"COCO_val2014_{image_id:012d}.jpg"
-        return image_file(require_dir(self.options.image_root, "options.image_root"), rel, where)
+        return image_file(require_dir(self.options.image_root, "options.image_root"), rel, where, check=False)
 
     def load(self) -> list[Item]:
         rows = list(load_records(self.options.questions, "options.questions"))
@@ -369,7 +369,7 @@ class Chair(Benchmark):
                 raise DataError(f"{where}: duplicate question id {qid}")
             ids.add(qid)
             items.append(Item(qid, self.build_prompt(row), self._image(row, image_id, where),
-                              {"image_id": image_id, "where": where}))
+                              {"image_id": image_id, "where": where}, where=where))
         self._gt = self._load_ground_truth({it.target["image_id"] for it in items})
         for it in items:
             if it.target["image_id"] not in self._gt:

@@ -120,7 +120,8 @@ class MmhalBench(Benchmark):
             name = Path(urlparse(get_field(rec, "image_src", where, str)).path).name
             target = {"question_type": rec["question_type"], "image_content": content, "question": rec["question"],
                       "gt_answer": rec["gt_answer"]}
-            items.append(Item(f"{index:03d}", self.build_prompt(rec), image_file(root, name, where), target))
+            items.append(Item(f"{index:03d}", self.build_prompt(rec), image_file(root, name, where, check=False),
+                              target, where=where))
         return items
 
     def judge_prompt(self, item: Item, answer: str) -> str:

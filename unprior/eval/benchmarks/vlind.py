@@ -164,8 +164,9 @@ class VlindBench(Benchmark):
                                                                "true_statement", "false_statement", "existent_noun",
                                                                "non-existent_noun")}
         cf_dir = f"counterfactual/{f['concept']}/{f['context_id']}_{f['context']}"
-        factual = image_file(root, f"factual/{f['concept']}/{f['context_id']}_{f['factual_context']}/0.jpg", where)
-        best = image_file(root, f"{cf_dir}/{self._best(inst, good, where)}.jpg", where)
+        factual = image_file(root, f"factual/{f['concept']}/{f['context_id']}_{f['factual_context']}/0.jpg", where,
+                             check=False)
+        best = image_file(root, f"{cf_dir}/{self._best(inst, good, where)}.jpg", where, check=False)
         t, fs = f["true_statement"], f["false_statement"]
         queries = [
             ("ck1", factual, commonsense_prompt(fs)), ("ck2", factual, commonsense_prompt(t)),
@@ -174,10 +175,11 @@ class VlindBench(Benchmark):
             ("cb1", best, context_prompt(f["context"], t)), ("cb2", best, context_prompt(f["context"], fs)),
         ]
         for img in good:
-            path = image_file(root, f"{cf_dir}/{img}.jpg", where)
+            path = image_file(root, f"{cf_dir}/{img}.jpg", where, check=False)
             queries += [(f"lp1/{img}", path, image_detailed_prompt(t)),
                         (f"lp2/{img}", path, image_detailed_prompt(fs))]
-        return [Item(f"{key}/{q}", prompt, path, {"instance": key, "query": q}) for q, path, prompt in queries]
+        return [Item(f"{key}/{q}", prompt, path, {"instance": key, "query": q}, where=where)
+                for q, path, prompt in queries]
 
     def head(self, items: list[Item], limit: int) -> list[Item]:
         keep = list(dict.fromkeys(it.target["instance"] for it in items))[:limit]

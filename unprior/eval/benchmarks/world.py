@@ -153,11 +153,11 @@ class World(Benchmark):
         for split in self.options.splits:
             for where, row in load_records(root / f"{split}.jsonl", f"options.splits: {split}"):
                 meta = _check_row(row, where)
-                image = image_file(root, get_field(row, "image", where, str), where)
+                image = image_file(root, get_field(row, "image", where, str), where, check=False)
                 target = {"split": split, "task": row["task"], "meta": meta,
                           "reference": get_field(row, "answer", where, str)}
                 items.append(Item(str(get_field(row, "id", where, str)), get_field(row, "prompt", where, str),
-                                  image, target))
+                                  image, target, where=where))
         return items
 
     def head(self, items: list[Item], limit: int) -> list[Item]:
