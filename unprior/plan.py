@@ -233,14 +233,32 @@ def reference_cache_bytes(rows: int, responses_per_row: int) -> int:
     return rows * responses_per_row * 2 * 8 + rows * 16
 
 
+HEAD_TILE_ELEMENTS = 1 << 24
+"""Logits elements per tile of the LM head (unprior/score/logps.py's ``HEAD_CHUNK_ELEMENTS``; a test keeps them
+equal)."""
+
+
+def head_transient_bytes(text: TextShape, row: RowShape, batch: int) -> int:
+    """The LM head's working tiles at the end of the forward: fp32 logits and their log-softmax, ``rows × V`` each,
+    rows = the batch's response tokens, at most one tile's worth."""
+    rows = min(batch * row.responses * row.response, max(1, HEAD_TILE_ELEMENTS // text.vocab))
+    return 2 * rows * text.vocab * 4
+
+
 @dataclass(frozen=True)
 class TrainPlan:
-    """Bytes per device for one configuration; ``per_row`` grows with the batch."""
+    """Bytes per device for one configuration; ``per_row`` grows with the batch.
+
+    The step's peak is the larger of two moments: the end of the forward (every row's activations and the head's
+    tiles; gradients are not allocated yet, the optimizer's ``zero_grad`` freed them) and the backward, where each
+    layer's gradients appear as its activations are released (charged as all gradients with half the activations).
+    """
 
     weights: int
     gradients: int
     optimizer: int
     per_row: int
+    head: int
     vision: int
     batch: int
 
@@ -248,13 +266,22 @@ class TrainPlan:
     def fixed(self) -> int:
         return self.weights + self.gradients + self.optimizer
 
+    def peak_at(self, batch: int) -> int:
+        activations = batch * self.per_row
+        moment = max(activations + self.head, self.gradients + activations // 2, self.vision)
+        return self.weights + self.optimizer + moment
+
     @property
     def peak(self) -> int:
-        return self.fixed + max(self.batch * self.per_row, self.vision)
+        return self.peak_at(self.batch)
 
     def largest_batch(self, device_memory: int) -> int:
         """Most rows per device whose peak fits ``device_memory`` (0: not even one)."""
-        return largest_batch(device_memory, self.fixed, self.per_row)
+        base = self.weights + self.optimizer
+        forward = largest_batch(device_memory, base + self.head, self.per_row)
+        backward = largest_batch(device_memory, base + self.gradients, max(1, self.per_row // 2))
+        fits = min(forward, backward)
+        return fits if fits and self.peak_at(fits) <= device_memory else 0
 
 
 def largest_batch(device_memory: int, fixed: int, per_row: int) -> int:
@@ -269,6 +296,7 @@ def train_plan(model: ModelShape, row: RowShape, run: RunShape) -> TrainPlan:
         gradients=gradient_bytes(model, run),
         optimizer=optimizer_bytes(model, run),
         per_row=activation_bytes(model, row, run),
+        head=head_transient_bytes(model.text, row, run.batch),
         vision=vision_transient_bytes(model, row, run),
         batch=run.batch,
     )
@@ -430,13 +458,12 @@ def _row_shape(encoder, row, index: int, image_id: int, kinds: tuple[str, ...] |
 # --- The report ---
 
 
-def plan_lines(title: str, terms: list[tuple[str, int, str]], peak: int, per_row: int, fixed: int,
+def plan_lines(title: str, terms: list[tuple[str, int, str]], peak: int, fits: int | None,
                device_memory: int | None) -> list[str]:
-    """The printed plan: one line per term, the peak, and the largest batch for ``device_memory``."""
+    """The printed plan: one line per term, the peak, and the largest batch that fits ``device_memory``."""
     lines = [title, *(f"  {name:<24} {human(size):>11}   {note}" for name, size, note in terms),
              f"  {'peak per device':<24} {human(peak):>11}"]
-    if device_memory:
-        fits = largest_batch(device_memory, fixed, per_row)
+    if device_memory and fits is not None:
         verdict = f"largest batch that fits {human(device_memory)}: {fits} row(s) per device"
         lines.append("  " + (verdict if fits else verdict + " (does not fit: try LoRA, bf16, checkpointing, "
                                                             "fsdp2/zero3 on more devices)"))
@@ -456,12 +483,14 @@ def train_plan_lines(model: ModelShape, row: RowShape, run: RunShape, rows: int,
         ("optimizer (AdamW)", plan.optimizer, "2 states per trainable parameter"),
         ("activations", run.batch * plan.per_row, f"{human(plan.per_row)} per row × {run.batch}; "
          f"{'checkpointed, ' if run.checkpointing else ''}{run.precision}"),
+        ("LM head tiles", plan.head, "fp32 logits tiles, end of the forward"),
         ("vision tower (transient)", plan.vision, "frozen; counted only if above the activations"),
         ("reference cache (disk)", reference_cache_bytes(rows, row.responses), f"{rows:,} rows"),
     ]
     title = (f"memory plan: train, {run.setup} on {run.devices} device(s); longest row: {row.prompt} prompt tokens "
              f"({row.image} image), {row.responses} responses of up to {row.response} tokens")
-    return plan_lines(title, terms, plan.peak, plan.per_row, plan.fixed, device_memory)
+    fits = plan.largest_batch(device_memory) if device_memory else None
+    return plan_lines(title, terms, plan.peak, fits, device_memory)
 
 
 def score_plan_lines(model: ModelShape, row: RowShape, run: RunShape, rows: int, device_memory: int | None
@@ -477,7 +506,8 @@ def score_plan_lines(model: ModelShape, row: RowShape, run: RunShape, rows: int,
     ]
     title = (f"memory plan: score, one device; longest row: {row.prompt} prompt tokens ({row.image} image), "
              f"{row.responses} responses of up to {row.response} tokens")
-    return plan_lines(title, terms, weights + max(run.batch * per_row, vision), per_row, weights, device_memory)
+    fits = largest_batch(device_memory, weights, per_row) if device_memory else None
+    return plan_lines(title, terms, weights + max(run.batch * per_row, vision), fits, device_memory)
 
 
 def run_plan(command: str, cfg, settings: PlanConfig, log=print) -> int:
@@ -490,7 +520,8 @@ def run_plan(command: str, cfg, settings: PlanConfig, log=print) -> int:
         kinds = tuple(cfg.objective.kinds)
         row, rows = longest_row(resolve_pairs(cfg.pairs, log), cfg.model, max_length=cfg.max_length, kinds=kinds,
                                 rows=settings.rows, image_root=cfg.image_root)
-        run = RunShape(cfg.precision, cfg.lora.r if cfg.lora.enabled else 0, cfg.activation_checkpointing,
+        precision = "bf16" if cfg.dtype == "bfloat16" else "fp32"
+        run = RunShape(precision, cfg.lora.r if cfg.lora.enabled else 0, cfg.activation_checkpointing,
                        settings.setup, settings.devices, cfg.batch_size)
         lines = train_plan_lines(model, row, run, rows, memory)
     else:

@@ -72,9 +72,21 @@ def test_reference_cache_and_largest_batch():
     assert P.reference_cache_bytes(10, 4) == 10 * 4 * 16 + 10 * 16
     assert P.largest_batch(100, 30, 20) == 3
     assert P.largest_batch(20, 30, 20) == 0
-    plan = P.train_plan(MODEL, ROW, P.RunShape(lora_rank=4, batch=2))
-    assert plan.peak == plan.fixed + max(2 * plan.per_row, plan.vision)
-    assert plan.largest_batch(plan.fixed + 5 * plan.per_row + 1) == 5
+    plan = P.TrainPlan(weights=1000, gradients=400, optimizer=800, per_row=100, head=50, vision=10, batch=2)
+    assert plan.peak == 1000 + 800 + max(200 + 50, 400 + 100)  # the backward's moment: gradients + half
+    assert plan.peak_at(20) == 1000 + 800 + 2000 + 50  # the forward's: activations + head tiles
+    assert plan.largest_batch(1800 + 50 + 500) == 3  # forward: 5 rows; backward: (2350 − 2200) / 50 = 3
+    assert plan.largest_batch(1800 + 400 + 100) == 2  # the backward limits: 400 + 2 × 50
+    assert plan.largest_batch(2000) == 0
+
+
+def test_head_tiles():
+    from unprior.score.logps import HEAD_CHUNK_ELEMENTS
+
+    assert P.HEAD_TILE_ELEMENTS == HEAD_CHUNK_ELEMENTS
+    assert P.head_transient_bytes(TEXT, ROW, 2) == 2 * (2 * 3 * 4) * 400 * 4  # 24 rows, under one tile
+    big = P.TextShape(64, 128, 2, 4, 2, vocab=2**20)
+    assert P.head_transient_bytes(big, ROW, 2) == 2 * 16 * 2**20 * 4  # one tile: 2^24 / V = 16 rows
 
 
 def _saved_bytes(lora_rank: int) -> tuple[int, int]:
