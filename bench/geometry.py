@@ -160,7 +160,7 @@ def run_unprior(args: argparse.Namespace, method: str) -> dict:
     out = args.work / f"{method}-out"
     cfg = TrainConfig(
         model=str(args.model), pairs=str(args.pairs), out=str(out), overwrite=True,
-        objective=objective(args.negatives), max_length=4096, batch_size=args.rows_per_step, max_steps=args.steps,
+        objective=objective(args.negatives), max_length=4096, batch_size=args.rows_per_step, steps=args.steps,
         lr=args.lr, warmup_ratio=0.0, max_grad_norm=1.0, lora=LoraSettings(enabled=False), train_vision=True,
         method=method, reference_dir=str(args.work / "ref"),
     )
@@ -187,7 +187,7 @@ def run_score(args: argparse.Namespace) -> dict:
 
     start = time.perf_counter()
     ensure_reference(ScoreConfig(model=str(args.model), pairs=str(args.pairs), max_length=4096, overwrite=True,
-                                 cache_dir=str(args.work / "ref"), batch_size=args.rows_per_step),
+                                 reference_dir=str(args.work / "ref"), batch_size=args.rows_per_step),
                      log=lambda _: None)
     return {"seconds": time.perf_counter() - start}
 

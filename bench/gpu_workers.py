@@ -88,7 +88,7 @@ def score(args: dict[str, Any]) -> dict:
     start = time.perf_counter()
     dtype = "bfloat16" if _device() == "cuda" else "float32"
     cfg = ScoreConfig(model=args["model"], pairs=args["pairs"], max_length=4096, dtype=dtype, batch_size=2,
-                      method="prefix", cache_dir=args["reference"])
+                      method="prefix", reference_dir=args["reference"])
     import torch
 
     model, processor = load_model(cfg.model, dtype=getattr(torch, dtype))
@@ -183,8 +183,8 @@ def train_unprior(args: dict[str, Any]) -> dict:
     cfg = TrainConfig(
         model=args["model"], pairs=args["pairs"], out=str(out), overwrite=True,
         objective=geometry.objective(args["negatives"]), max_length=4096, batch_size=args["rows_per_step"],
-        max_steps=args["steps"], lr=1e-5, warmup_ratio=0.0, max_grad_norm=1.0,
-        precision="bf16" if _device() == "cuda" else "fp32", activation_checkpointing=True,
+        steps=args["steps"], lr=1e-5, warmup_ratio=0.0, max_grad_norm=1.0,
+        dtype="bfloat16" if _device() == "cuda" else "float32", activation_checkpointing=True,
         lora=LoraSettings(enabled=True, r=LORA["r"], alpha=LORA["alpha"], dropout=LORA["dropout"]), method="prefix",
         reference_dir=args["reference"],
     )

@@ -204,7 +204,7 @@ def run_unprior(args: argparse.Namespace, method: str) -> dict:
     out = args.work / f"{method}-out"
     cfg = TrainConfig(
         model=str(args.model), pairs=str(args.pairs), out=str(out), overwrite=True, objective=objective_preset("dpo"),
-        max_length=1024, batch_size=args.batch, max_steps=args.steps, lr=args.lr, warmup_ratio=0.0, max_grad_norm=1.0,
+        max_length=1024, batch_size=args.batch, steps=args.steps, lr=args.lr, warmup_ratio=0.0, max_grad_norm=1.0,
         lora=LoraSettings(enabled=False), train_vision=True, method=method, reference_dir=str(args.work / "ref"),
     )
     cfg.validate()
@@ -230,7 +230,7 @@ def run_score(args: argparse.Namespace) -> dict:
 
     start = time.perf_counter()
     ensure_reference(ScoreConfig(model=str(args.model), pairs=str(args.pairs), max_length=1024, overwrite=True,
-                                 cache_dir=str(args.work / "ref"), batch_size=args.batch), log=lambda _: None)
+                                 reference_dir=str(args.work / "ref"), batch_size=args.batch), log=lambda _: None)
     return {"seconds": time.perf_counter() - start}
 
 

@@ -70,7 +70,7 @@ def test_cli_usage_lists_commands(capsys):
 def test_flags_are_overrides():
     from unprior.cli import flag_overrides
 
-    assert flag_overrides(["--resume", "--max-steps=3", "a=1"]) == ["resume=true", "max_steps=3", "a=1"]
+    assert flag_overrides(["--resume", "--save-every=3", "a=1"]) == ["resume=true", "save_every=3", "a=1"]
 
 
 @pytest.mark.parametrize("override, field", [("lr=.nan", "lr"), ("lr=nan", "lr"),

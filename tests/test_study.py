@@ -44,14 +44,14 @@ def test_bad_arm_is_refused_with_its_field():
 def test_arm_train_overrides_are_validated_and_applied():
     from unprior.study.grid import train_config_for
 
-    cfg = StudyConfig(arms={"v": ArmConfig(train={"train_vision": True, "max_steps": 7})})
+    cfg = StudyConfig(arms={"v": ArmConfig(train={"train_vision": True, "steps": 7})})
     train = train_config_for(cfg, cfg.arms["v"], seed=2, model="m", pairs="p.parquet")
-    assert train["train_vision"] is True and train["max_steps"] == 7 and train["seed"] == 2 and train["out"] == ""
+    assert train["train_vision"] is True and train["steps"] == 7 and train["seed"] == 2 and train["out"] == ""
     assert train_config_for(cfg, ArmConfig(), 0, "m", "p.parquet")["train_vision"] is False
     with pytest.raises(ConfigError, match="cannot be overridden"):
         from_dict(StudyConfig, {"arms": {"a": {"train": {"objective": {}}}}})
-    with pytest.raises(ConfigError, match="max_steps"):
-        train_config_for(cfg, ArmConfig(train={"max_steps": -1}), 0, "m", "p.parquet")
+    with pytest.raises(ConfigError, match="steps"):
+        train_config_for(cfg, ArmConfig(train={"steps": -1}), 0, "m", "p.parquet")
 
 
 def test_mean_std_is_the_sample_std():

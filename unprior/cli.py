@@ -15,9 +15,17 @@ import importlib
 import json
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 
-from unprior.config import ConfigError, describe, load_config
+from unprior.config import (
+    RENAMED_UNTIL,
+    ConfigDeprecationWarning,
+    ConfigError,
+    describe,
+    describe_renamed,
+    load_config,
+)
 from unprior.io import InputError
 
 USAGE_ERRORS: tuple[type[BaseException], ...] = (
@@ -157,6 +165,10 @@ def _command_help(name: str, cmd: Command) -> str:
         out.append(f"  {key} = {default}")
         if doc:
             out.append(f"      {doc}")
+    renamed = describe_renamed(cls)  # type: ignore[arg-type]
+    if renamed:
+        out += ["", f"renamed keys (the old name is read, with a warning, until unprior {RENAMED_UNTIL}):",
+                *(f"  {old} -> {new}" for old, new in renamed)]
     if name in PLANNED:
         out += ["", "memory plan (prints what the run needs per device, loads no weights; docs/train.md):",
                 "  plan=true [device_memory=80GiB] [devices=1] [setup=single|ddp|fsdp2|zero3] [rows=512]"]
@@ -214,10 +226,26 @@ def split_plan(overrides: list[str]) -> tuple[list[str] | None, list[str]]:
     return ([o for o in mine if not o.startswith("plan=")] if wanted else None), (rest if wanted else overrides)
 
 
+def _load_config(name: str, cmd: Command, config: str | None, overrides: list[str]) -> object:
+    """The command's config; a renamed key given under its old name is one ``warning:`` line on stderr."""
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConfigDeprecationWarning)
+            return load_config(_load(cmd.config), config, overrides)  # type: ignore[arg-type]
+    finally:  # also when the config is refused: the old name may be why
+        renamed = [w for w in caught if issubclass(w.category, ConfigDeprecationWarning)]
+        for message in dict.fromkeys(str(w.message) for w in renamed):
+            print(f"unprior {name}: warning: {message}", file=sys.stderr)
+        for w in caught:
+            if w not in renamed:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
 def _run(name: str, cmd: Command, config: str | None, overrides: list[str]) -> object:
     """Load the config and run the command, or print its memory plan (``plan=true``)."""
     plan, overrides = split_plan(overrides) if name in PLANNED else (None, overrides)
-    cfg = load_config(_load(cmd.config), config, overrides)  # type: ignore[arg-type]
+    cfg = _load_config(name, cmd, config, overrides)
     if plan is None:
         return _load(cmd.run)(cfg)  # type: ignore[operator]
     from unprior.plan import PlanConfig, run_plan

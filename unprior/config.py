@@ -6,6 +6,10 @@ from there, so there is one source of truth per field. Validation lives in ``val
 :class:`ConfigError` naming the field; :func:`from_dict` validates every nested config and prefixes the field's
 path (``image.noise``), so a ``validate()`` checks its own fields only.
 
+One name per thing across commands: a config class lists the keys it renamed in ``RENAMED`` (old key ->
+:class:`Renamed`); loading reads an old key under its new name with a :class:`ConfigDeprecationWarning` naming both,
+until release :data:`RENAMED_UNTIL` (docs/errors.md, "Renamed config keys").
+
 Example::
 
     cfg = load_config(WorldConfig, "configs/world.yaml", ["prior_strength=0.9", "image.noise=20"])
@@ -22,6 +26,7 @@ import math
 import textwrap
 import types
 import typing
+import warnings
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,6 +42,84 @@ class ConfigError(ValueError):
 
 def fail(field: str, message: str) -> typing.NoReturn:
     raise ConfigError(f"config field '{field}': {message}")
+
+
+RENAMED_UNTIL = "0.2"
+"""The release that stops reading renamed config keys under their old names."""
+
+
+class ConfigDeprecationWarning(FutureWarning):
+    """A config key given under its old name; shown by default (the user, not a developer, has to act on it)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Renamed:
+    """The new name of an old config key, in a config class's ``RENAMED`` table."""
+
+    new: str
+    values: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Old spellings of values that changed with the name (``precision: bf16`` -> ``dtype: bfloat16``)."""
+
+
+def renamed_keys(cls: type) -> dict[str, Renamed]:
+    """The ``RENAMED`` table of a config class ({old key: :class:`Renamed`}); empty when it renamed nothing."""
+    return dict(getattr(cls, "RENAMED", {}))
+
+
+def _sections(hint: Any) -> tuple[type | None, bool]:
+    """The config class a field holds and whether it holds a mapping of them (``dict[str, KindConfig]``)."""
+    if dataclasses.is_dataclass(hint):
+        return hint, False
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
+        return _sections(args[0])
+    if typing.get_origin(hint) is dict and len(args) == 2 and dataclasses.is_dataclass(args[1]):
+        return args[1], True
+    return None, False
+
+
+def describe_renamed(cls: type, prefix: str = "") -> list[tuple[str, str]]:
+    """(old dotted key, new dotted key) of every renamed key of ``cls`` and its nested sections (``--help``)."""
+    rows = [(prefix + old, prefix + to.new) for old, to in renamed_keys(cls).items()]
+    for name, hint in typing.get_type_hints(cls).items():
+        section, many = _sections(hint)
+        if section is not None and name in {f.name for f in dataclasses.fields(cls)}:
+            rows += describe_renamed(section, f"{prefix}{name}.{'<name>.' if many else ''}")
+    return rows
+
+
+def _rename_one(cls: type, data: dict[str, Any], prefix: str, warn: bool) -> dict[str, Any]:
+    out = dict(data)
+    for old, to in renamed_keys(cls).items():
+        if old not in out:
+            continue
+        if to.new in out:
+            fail(prefix + old, f"was renamed '{prefix}{to.new}'; give only '{prefix}{to.new}'")
+        value = out.pop(old)
+        value = to.values.get(value, value) if isinstance(value, str) else value
+        out[to.new] = value
+        if warn:
+            spelled = f" ({old}: {data[old]} reads as {to.new}: {value})" if value != data[old] else ""
+            warnings.warn(f"config key '{prefix}{old}' is now '{prefix}{to.new}'{spelled}; the old name is read "
+                          f"until unprior {RENAMED_UNTIL}", ConfigDeprecationWarning, stacklevel=2)
+    return out
+
+
+def rename_keys(cls: type, data: dict[str, Any], prefix: str = "", warn: bool = True) -> dict[str, Any]:
+    """``data`` (a config mapping for ``cls``) with every renamed key, its own and its sections', under its new
+    name; warns once per old key (``warn``), raises ConfigError when a mapping gives both the old and new name."""
+    out = _rename_one(cls, data, prefix, warn)
+    hints = typing.get_type_hints(cls)
+    for key, value in out.items():
+        section, many = _sections(hints.get(key))
+        if section is None or not isinstance(value, dict):
+            continue
+        if many:
+            out[key] = {k: rename_keys(section, v, f"{prefix}{key}.{k}.", warn) if isinstance(v, dict) else v
+                        for k, v in value.items()}
+        else:
+            out[key] = rename_keys(section, value, f"{prefix}{key}.", warn)
+    return out
 
 
 def check_range(obj: object, name: str, lo: float | None = None, hi: float | None = None) -> None:
@@ -155,7 +238,9 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
 
 
 def from_dict(cls: type[C], data: dict[str, Any], prefix: str = "") -> C:
-    """Build ``cls`` from a (possibly partial) mapping; unknown keys and wrong types raise ConfigError."""
+    """Build ``cls`` from a (possibly partial) mapping; unknown keys and wrong types raise ConfigError; renamed keys
+    are read under their new names (with a warning)."""
+    data = _rename_one(cls, data, prefix, warn=True)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - names)
@@ -218,8 +303,8 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: typing.
             raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
-        data = loaded
-    return from_dict(cls, _merge(data, parse_overrides(overrides)))
+        data = rename_keys(cls, loaded)
+    return from_dict(cls, _merge(data, rename_keys(cls, parse_overrides(overrides))))
 
 
 def dump_yaml(cfg: Any, path: str | Path) -> None:

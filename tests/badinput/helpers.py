@@ -89,9 +89,10 @@ def truncate(path: Path, out: Path, keep: float = 0.5) -> Path:
 
 
 def score(cli, model: Path, pairs: Path | str, tmp_path: Path, *extra: str):
-    return cli("score", f"model={model}", f"pairs={pairs}", "max_length=96", f"cache_dir={tmp_path / 'ref'}", *extra)
+    return cli("score", f"model={model}", f"pairs={pairs}", "max_length=96", f"reference_dir={tmp_path / 'ref'}",
+               *extra)
 
 
 def train(cli, model: Path, pairs: Path | str, out: Path, *extra: str):
-    return cli("train", f"model={model}", f"pairs={pairs}", f"out={out}", "max_length=96", "max_steps=1",
+    return cli("train", f"model={model}", f"pairs={pairs}", f"out={out}", "max_length=96", "steps=1",
                "batch_size=2", "lora.r=4", f"reference_dir={out.parent / 'ref'}", *extra)

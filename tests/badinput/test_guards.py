@@ -59,9 +59,9 @@ def test_resume_with_another_config_names_the_field_and_keeps_the_checkpoints(pa
     pairs = pairs_file(pairs.parent / "data", tmp_path / "ei.parquet", [f"images/{i}.png" for i, *_ in GOOD],
                        kinds=("error_injection",))
     out = tmp_path / "run"
-    assert train(cli, model, pairs, out, "max_steps=2", "save_every=1").code == 0
+    assert train(cli, model, pairs, out, "steps=2", "save_every=1").code == 0
     before = snapshot(out)
-    refused(train(cli, model, pairs, out, "max_steps=2", "save_every=1", "resume=true", "lr=0.5"), 2,
+    refused(train(cli, model, pairs, out, "steps=2", "save_every=1", "resume=true", "lr=0.5"), 2,
             "different config", "lr: ", "0.5", only_line=False)
     assert snapshot(out) == before
 

@@ -64,6 +64,6 @@ def pope_config(root: Path, out: Path, **extra: Any) -> Any:
     from unprior.eval.config import EvalConfig
 
     questions, images = pope_files(root)
-    data = {"benchmark": "pope", "out_dir": str(out), "batch_size": 3,
+    data = {"benchmark": "pope", "out": str(out), "batch_size": 3,
             "options": {"questions": {"random": str(questions)}, "image_root": str(images)}, **extra}
     return from_dict(EvalConfig, data)

@@ -122,7 +122,7 @@ def _amber_data(tmp_path):
 
 def test_amber_run_all_tasks_labelled_approximate(tmp_path, quiet_console):
     data, images = _amber_data(tmp_path)
-    cfg = from_dict(EvalConfig, {"benchmark": "amber", "out_dir": str(tmp_path / "run"),
+    cfg = from_dict(EvalConfig, {"benchmark": "amber", "out": str(tmp_path / "run"),
                                  "options": {"data_dir": str(data), "image_root": str(images)}})
     gen = ScriptedGenerator({"Describe": "A man and a dog on the grass.", "cat": "No", "green": "Yes",
                              "two men": "Yes", "running": "Yes", "and car": "No", "and ground": "Yes"})
@@ -184,7 +184,7 @@ def test_amber_groups_without_items_read_na(tmp_path, quiet_console):
     from unprior.eval.compare import compare_table, format_table, load_run
 
     data, images = _amber_data(tmp_path)
-    cfg = from_dict(EvalConfig, {"benchmark": "amber", "out_dir": str(tmp_path / "run"), "limit": 2,
+    cfg = from_dict(EvalConfig, {"benchmark": "amber", "out": str(tmp_path / "run"), "limit": 2,
                                  "options": {"data_dir": str(data), "image_root": str(images)}})
     out = io.StringIO()
     res = run_eval(cfg, ScriptedGenerator({"Describe": "A man and a dog on the grass."}),
@@ -200,7 +200,7 @@ def test_amber_groups_without_items_read_na(tmp_path, quiet_console):
     table = format_table(*compare_table([load_run(tmp_path / "run")]))
     assert "n/a" in table.splitlines()[-1]
     # only discriminative items: the generative metrics are n/a instead
-    disc = from_dict(EvalConfig, {"benchmark": "amber", "out_dir": str(tmp_path / "disc"),
+    disc = from_dict(EvalConfig, {"benchmark": "amber", "out": str(tmp_path / "disc"),
                                   "options": {"data_dir": str(data), "image_root": str(images),
                                               "query_file": str(_queries(data, range(3, 9)))}})
     m = run_eval(disc, ScriptedGenerator(default="No"), console=quiet_console)["metrics"]
@@ -219,7 +219,7 @@ def test_amber_nltk_without_data_fails_before_generation(tmp_path, quiet_console
 
     monkeypatch.setattr(nltk.data, "path", [str(tmp_path / "no-nltk-data")])
     data, images = _amber_data(tmp_path)
-    cfg = from_dict(EvalConfig, {"benchmark": "amber", "out_dir": str(tmp_path / "run"),
+    cfg = from_dict(EvalConfig, {"benchmark": "amber", "out": str(tmp_path / "run"),
                                  "options": {"data_dir": str(data), "image_root": str(images), "nlp": "nltk"}})
     gen = ScriptedGenerator()
     with pytest.raises(DataError, match=r"options.nlp: nltk needs the NLTK data \['punkt_tab', "):

@@ -143,7 +143,7 @@ def test_chair_run_from_coco_annotations_writes_reusable_ground_truth(tmp_path, 
     images = touch_images(tmp_path / "val2014", ["COCO_val2014_000000000001.jpg", "COCO_val2014_000000000002.jpg"])
     questions = write_jsonl(tmp_path / "chair.jsonl", [{"image_id": 1}, {"image_id": 2}])
     opts = {"questions": str(questions), "image_root": str(images), "coco_annotations": str(_coco(tmp_path))}
-    cfg = from_dict(EvalConfig, {"benchmark": "chair", "out_dir": str(tmp_path / "run"), "options": opts})
+    cfg = from_dict(EvalConfig, {"benchmark": "chair", "out": str(tmp_path / "run"), "options": opts})
     gen = ScriptedGenerator(default="A woman sits on a chair next to a dog.")
     res = run_eval(cfg, gen, console=quiet_console)
     # image 1 [chair, person]: woman, chair ok, dog hallucinated; image 2 [couch, dog]: woman, chair hallucinated
@@ -154,7 +154,7 @@ def test_chair_run_from_coco_annotations_writes_reusable_ground_truth(tmp_path, 
         (tmp_path / "run" / "samples.jsonl").read_text().splitlines()[0])["prompt"]
     # the written ground truth replaces the COCO files on a re-score
     opts2 = {**opts, "coco_annotations": "", "ground_truth": str(tmp_path / "run" / "chair_ground_truth.json")}
-    cfg2 = from_dict(EvalConfig, {"benchmark": "chair", "out_dir": str(tmp_path / "run"), "options": opts2})
+    cfg2 = from_dict(EvalConfig, {"benchmark": "chair", "out": str(tmp_path / "run"), "options": opts2})
     assert run_eval(cfg2, None, console=quiet_console)["metrics"] == res["metrics"]
 
 
@@ -168,7 +168,7 @@ def test_object_halbench_embedded_images_and_metrics(tmp_path, quiet_console):
             {"org_idx": 12, "image_id": 3, "question": "What is this?", "image": png}]
     questions = write_jsonl(tmp_path / "objhal.jsonl", rows)
     opts = {"questions": str(questions), "embedded_images": True, "ground_truth": str(gt)}
-    cfg = from_dict(EvalConfig, {"benchmark": "object_halbench", "out_dir": str(tmp_path / "run"), "options": opts})
+    cfg = from_dict(EvalConfig, {"benchmark": "object_halbench", "out": str(tmp_path / "run"), "options": opts})
     bench = make_benchmark("object_halbench", opts)
     items = bench.load()
     assert [it.id for it in items] == ["10", "11", "12"] and items[0].image.read_bytes().startswith(b"\x89PNG")
@@ -209,7 +209,7 @@ def test_simple_ground_truth_for_your_own_images(tmp_path, quiet_console):
     images = touch_images(tmp_path / "photos", ["kitchen.jpg", "park/dog.jpg"])
     gt = write_json(tmp_path / "gt.json", {"kitchen.jpg": ["woman", "stove", "cup"], "park/dog.jpg": ["puppies"]})
     questions = write_jsonl(tmp_path / "q.jsonl", [{"image": "kitchen.jpg"}, {"image": "park/dog.jpg"}])
-    cfg = from_dict(EvalConfig, {"benchmark": "chair", "out_dir": str(tmp_path / "run"),
+    cfg = from_dict(EvalConfig, {"benchmark": "chair", "out": str(tmp_path / "run"),
                                  "options": {"questions": str(questions), "image_root": str(images),
                                              "ground_truth": str(gt)}})
     gen = ScriptedGenerator(default="A woman with a cup next to an oven and a cat.")

@@ -248,7 +248,7 @@ def test_results_record_the_pipeline(tmp_path, quiet_console, options, chair_i):
     questions = write_jsonl(tmp_path / "chair.jsonl", [{"image_id": 1}])
     opts = {"questions": str(questions), "image_root": str(images), "coco_annotations": str(_coco(tmp_path)),
             **options}
-    cfg = from_dict(EvalConfig, {"benchmark": "chair", "out_dir": str(tmp_path / "run"), "options": opts})
+    cfg = from_dict(EvalConfig, {"benchmark": "chair", "out": str(tmp_path / "run"), "options": opts})
     res = run_eval(cfg, ScriptedGenerator(default="A man walks a dog near a bus."), console=quiet_console)
     assert res["metrics"]["chair_i"] == pytest.approx(chair_i)
     lemmatizer = options.get("lemmatizer", "singularize")

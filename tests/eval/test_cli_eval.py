@@ -18,7 +18,7 @@ def test_bare_arguments_of_eval_compare_are_the_runs():
 
 
 def _scripted_run(world, out, label, answer, quiet_console):
-    cfg = from_dict(EvalConfig, {"benchmark": "world", "label": label, "out_dir": str(out), "limit": 5,
+    cfg = from_dict(EvalConfig, {"benchmark": "world", "label": label, "out": str(out), "limit": 5,
                                  "options": {"world_dir": str(world)}})
     run_eval(cfg, ScriptedGenerator(default=answer), console=quiet_console)
     return out
@@ -39,12 +39,12 @@ def test_eval_compare_takes_run_directories_positionally(tiny_world, tmp_path, c
 def test_eval_run_and_frontier_end_to_end(tiny_world, tiny_base, tmp_path, capsys):
     run, frontier = tmp_path / "run", tmp_path / "frontier"
     assert main(["eval", "run", "benchmark=world", f"model={tiny_base}", f"options.world_dir={tiny_world}",
-                 "limit=4", "batch_size=16", f"out_dir={run}"]) == 0
+                 "limit=4", "batch_size=16", f"out={run}"]) == 0
     results = json.loads((run / "results.json").read_text())
     assert results["model"]["label"] == "base" and results["decoding"]["do_sample"] is False
     assert results["n_generated"] == results["n_items"] > 0
 
-    assert main(["eval", "frontier", f"model={tiny_base}", f"world_dir={tiny_world}", f"out_dir={frontier}",
+    assert main(["eval", "frontier", f"model={tiny_base}", f"world_dir={tiny_world}", f"out={frontier}",
                  "limit=20", "bias_step=0.5"]) == 0
     data = json.loads((frontier / "frontier.json").read_text())
     assert len(data["curve"]) == 61 and set(data["best_cf_at_id"]) == {"0.90", "0.95"}

@@ -43,7 +43,7 @@ def adapter(tiny_base, tmp_path_factory):
 
 def test_lora_adapter_is_merged_into_the_base(tiny_base, tiny_world, adapter):
     path, peft_model = adapter
-    cfg = from_dict(EvalConfig, {"benchmark": "world", "adapter": str(path), "out_dir": "unused",
+    cfg = from_dict(EvalConfig, {"benchmark": "world", "adapter": str(path), "out": "unused",
                                  "options": {"world_dir": str(tiny_world)}})  # model: the adapter's base
     gen = make_generate_fn(cfg)
     gen.load()
@@ -68,7 +68,7 @@ def test_missing_model_and_bad_adapter_fail_clearly(tmp_path):
 
 
 def test_model_loads_only_when_an_answer_is_missing(tiny_world, tmp_path, quiet_console):
-    data = {"benchmark": "world", "model": str(tmp_path / "no-such-model"), "out_dir": str(tmp_path / "run"),
+    data = {"benchmark": "world", "model": str(tmp_path / "no-such-model"), "out": str(tmp_path / "run"),
             "limit": 2, "options": {"world_dir": str(tiny_world)}}
     cfg = from_dict(EvalConfig, data)
     run_eval(cfg, ScriptedGenerator(), console=quiet_console)

@@ -145,7 +145,7 @@ def test_mmhal_run_uses_judge_once_per_item(tmp_path, quiet_console):
     with FakeOpenAI(_judge_reply, fail_with=[500]) as server:
         opts = {"template": str(template), "image_root": str(images),
                 "judge": {"base_url": server.base_url, "model": "gpt-4-test", "backoff_s": 0.0}}
-        cfg = from_dict(EvalConfig, {"benchmark": "mmhal", "out_dir": str(tmp_path / "run"), "options": opts})
+        cfg = from_dict(EvalConfig, {"benchmark": "mmhal", "out": str(tmp_path / "run"), "options": opts})
         res = run_eval(cfg, gen, console=quiet_console)
         assert len(server.requests) == 9  # one retried 500 + 8 items
         prompt = server.requests[-1]["messages"][0]["content"]

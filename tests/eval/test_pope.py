@@ -84,7 +84,7 @@ def _pope_data(tmp_path, rows=None):
 
 def test_pope_end_to_end(tmp_path, quiet_console):
     questions, images = _pope_data(tmp_path)
-    cfg = from_dict(EvalConfig, {"benchmark": "pope", "out_dir": str(tmp_path / "run"),
+    cfg = from_dict(EvalConfig, {"benchmark": "pope", "out": str(tmp_path / "run"),
                                  "options": {"questions": {"random": str(questions)}, "image_root": str(images)}})
     gen = ScriptedGenerator({"dog": "Yes, there is.", "cat": "Yes.", "car": "No, there is not.", "bus": "No."})
     res = run_eval(cfg, gen, console=quiet_console)
@@ -155,7 +155,7 @@ def test_pope_limit_is_per_split_and_checks_only_used_images(tmp_path, quiet_con
                  "label": "yes" if i % 2 else "no"} for i in range(5)]
         files[split] = str(write_jsonl(tmp_path / f"coco_pope_{split}.json", rows))
     options = {"questions": files, "image_root": str(images)}
-    cfg = from_dict(EvalConfig, {"benchmark": "pope", "out_dir": str(tmp_path / "run"), "limit": 2,
+    cfg = from_dict(EvalConfig, {"benchmark": "pope", "out": str(tmp_path / "run"), "limit": 2,
                                  "options": options})
     gen = ScriptedGenerator(default="Yes")
     res = run_eval(cfg, gen, console=quiet_console)
@@ -166,11 +166,11 @@ def test_pope_limit_is_per_split_and_checks_only_used_images(tmp_path, quiet_con
     assert {f"{s}/f1" for s in files} <= set(res["metrics"])
     assert res["metrics"]["mean_f1"] == pytest.approx(res["metrics"]["random/f1"])
     # one split only: the mean is that split's, and provenance says so
-    one = from_dict(EvalConfig, {"benchmark": "pope", "out_dir": str(tmp_path / "one"), "limit": 2,
+    one = from_dict(EvalConfig, {"benchmark": "pope", "out": str(tmp_path / "one"), "limit": 2,
                                  "options": {**options, "questions": {"popular": files["popular"]}}})
     assert run_eval(one, ScriptedGenerator(), console=quiet_console)["provenance"]["mean_f1_splits"] == ["popular"]
     # a used question's missing image fails before generation, naming the file and line
-    bad = from_dict(EvalConfig, {"benchmark": "pope", "out_dir": str(tmp_path / "bad"), "limit": 3,
+    bad = from_dict(EvalConfig, {"benchmark": "pope", "out": str(tmp_path / "bad"), "limit": 3,
                                  "options": options})
     gen = ScriptedGenerator()
     with pytest.raises(DataError, match=r"coco_pope_random.json:3: image not found: .*gone.jpg"):

@@ -151,7 +151,7 @@ def test_eval_run_accepts_progress(tmp_path, capsys):
     from rich.console import Console
 
     questions, images = pope_files(tmp_path)
-    cfg = load_config(EvalConfig, None, ["benchmark=pope", f"out_dir={tmp_path / 'run'}", "progress=false",
+    cfg = load_config(EvalConfig, None, ["benchmark=pope", f"out={tmp_path / 'run'}", "progress=false",
                                          f"options.questions.random={questions}", f"options.image_root={images}"])
     assert cfg.progress is False
     console = Console(file=io.StringIO(), force_terminal=True, width=120)

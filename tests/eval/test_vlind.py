@@ -114,7 +114,7 @@ def test_missing_image_names_the_row(tmp_path):
 
 def test_vlind_end_to_end(tmp_path, quiet_console):
     data, images = _vlind_data(tmp_path)
-    cfg = from_dict(EvalConfig, {"benchmark": "vlind", "out_dir": str(tmp_path / "run"),
+    cfg = from_dict(EvalConfig, {"benchmark": "vlind", "out": str(tmp_path / "run"),
                                  "options": {"data": str(data), "image_root": str(images)}})
     # A language-prior-bound model: right on common sense (CK), perception (VP) and context (CB), but with only
     # the image (LP) it answers from the prior ("green" is true): every test passes except LP.

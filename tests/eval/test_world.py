@@ -21,7 +21,7 @@ from .helpers import ScriptedGenerator
 
 
 def world_config(world, out, **extra):
-    data = {"benchmark": "world", "out_dir": str(out), "batch_size": 50, "options": {"world_dir": str(world)},
+    data = {"benchmark": "world", "out": str(out), "batch_size": 50, "options": {"world_dir": str(world)},
             **extra}
     return from_dict(EvalConfig, data)
 

@@ -33,7 +33,7 @@ def model(tiny_base):
 def greedy(tiny_world, tiny_base, tmp_path_factory):
     """Greedy answers of the tiny base on the whole tiny world, through the hf backend: (results, scores by id)."""
     out = tmp_path_factory.mktemp("greedy")
-    cfg = from_dict(EvalConfig, {"benchmark": "world", "model": str(tiny_base), "out_dir": str(out),
+    cfg = from_dict(EvalConfig, {"benchmark": "world", "model": str(tiny_base), "out": str(out),
                                  "batch_size": 64, "options": {"world_dir": str(tiny_world)}})
     from io import StringIO
 

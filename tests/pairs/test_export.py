@@ -84,7 +84,7 @@ def test_llamafactory_export_round_trips_through_the_loader(tmp_path: Path) -> N
     assert info["mine"]["formatting"] == "sharegpt" and info["mine"]["columns"]["messages"] == "conversations"
 
     # read back with the LLaMA-Factory reader: absolute paths outside the root are refused, like any escape
-    samples, report = load_samples(out / "mine.json", root=str(out))
+    samples, report = load_samples(out / "mine.json", image_root=str(out))
     assert report.format == "llava" and report.dropped == {"image_outside_root": 2}
     assert [(s.prompt, s.answer, s.rejected) for s in samples] == [
         ("What colour?", "Blue.", "Red."),

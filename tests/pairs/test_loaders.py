@@ -163,7 +163,7 @@ def test_llava_root_option(tmp_path: Path) -> None:
         }
     ]
     (tmp_path / "ann" / "data.json").write_text(json.dumps(rows))
-    samples, _ = load_llava_json(tmp_path / "ann" / "data.json", root=str(tmp_path / "imgs"))
+    samples, _ = load_llava_json(tmp_path / "ann" / "data.json", image_root=str(tmp_path / "imgs"))
     assert samples[0].image == (tmp_path / "imgs" / "a.png").resolve()
 
 

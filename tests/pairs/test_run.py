@@ -232,7 +232,7 @@ def test_score_takes_a_pairs_run_directory_without_merge(tiny_world: Path, tiny_
     assert resolve_pairs(file) == file  # a file (even a missing one) is the reader's business
     (out / "pairs.parquet").unlink()
     assert run_score(load_config(ScoreConfig, None, [f"model={tiny_model}", f"pairs={out}",
-                                                     f"cache_dir={tmp_path / 'cache'}"])) == 0
+                                                     f"reference_dir={tmp_path / 'cache'}"])) == 0
     assert (out / "pairs.parquet").is_file()
 
 

@@ -56,7 +56,7 @@ def test_crop_keeps_the_configured_share_of_the_area():
 def test_corrupted_entry_hit_miss_and_values(family_model, small_pairs, tmp_path, scoring_calls):
     calls = scoring_calls
     model_dir = family_model("llava")
-    cfg = ScoreConfig(model=str(model_dir), pairs=str(small_pairs), max_length=64, cache_dir=str(tmp_path / "c"),
+    cfg = ScoreConfig(model=str(model_dir), pairs=str(small_pairs), max_length=64, reference_dir=str(tmp_path / "c"),
                       corrupted=True)
     entry = ensure_reference(cfg, log=lambda _: None)
     assert calls == {"pairs": 1, "corrupted": 1}
@@ -102,7 +102,7 @@ def test_corrupted_entry_hit_miss_and_values(family_model, small_pairs, tmp_path
 
 def test_cli_score_with_corrupted_images(family_model, small_pairs, tmp_path, capsys):
     code = main(["score", f"model={family_model('qwen2_vl')}", f"pairs={small_pairs}", "max_length=64",
-                 f"cache_dir={tmp_path / 'cache'}", "corrupted=true", "corruption.kind=mask"])
+                 f"reference_dir={tmp_path / 'cache'}", "corrupted=true", "corruption.kind=mask"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "original minus corrupted image (mask)" in printed and "over 12 rows" in printed

@@ -37,7 +37,7 @@ def counted(monkeypatch):
 
 def test_hit_and_miss(family_model, small_pairs, tmp_path, counted):
     cfg = ScoreConfig(model=str(family_model("llava")), pairs=str(small_pairs), max_length=64,
-                      cache_dir=str(tmp_path / "cache"))
+                      reference_dir=str(tmp_path / "cache"))
     first = ensure_reference(cfg, log=lambda _: None)
     assert len(counted) == 1
     assert ensure_reference(cfg, log=lambda _: None) == first and len(counted) == 1  # hit
@@ -57,7 +57,7 @@ def test_hit_and_miss(family_model, small_pairs, tmp_path, counted):
 
 def test_entry_holds_what_training_reads(family_model, small_pairs, tmp_path):
     cfg = ScoreConfig(model=str(family_model("qwen2_vl")), pairs=str(small_pairs), max_length=64,
-                      cache_dir=str(tmp_path), batch_size=5)
+                      reference_dir=str(tmp_path), batch_size=5)
     out = ensure_reference(cfg, log=lambda _: None)
     assert {p.name for p in out.iterdir()} >= {"reference.parquet", "manifest.json", "noise_report.json",
                                                "noise_sum.png", "noise_mean.png", "score_config.yaml"}
@@ -83,7 +83,8 @@ def test_bad_rows_are_counted_not_fatal(family_model, tmp_path):
     rows[2] = rows[2].__class__(**{**rows[2].__dict__, "chosen": ""})
     rows[3] = rows[3].__class__(**{**rows[3].__dict__, "prompt": "Describe the image in detail. " * 20})
     path = pairs_file(tmp_path / "bad.parquet", rows)
-    cfg = ScoreConfig(model=str(family_model("llava")), pairs=str(path), max_length=60, cache_dir=str(tmp_path / "c"))
+    cfg = ScoreConfig(model=str(family_model("llava")), pairs=str(path), max_length=60,
+                      reference_dir=str(tmp_path / "c"))
     lines: list[str] = []
     out = ensure_reference(cfg, log=lines.append)
     manifest = json.loads((out / "manifest.json").read_text())
@@ -99,7 +100,7 @@ def test_bad_rows_are_counted_not_fatal(family_model, tmp_path):
 
 def test_cli_score_prints_the_noise_report(family_model, small_pairs, tmp_path, capsys):
     code = main(["score", f"model={family_model('llava')}", f"pairs={small_pairs}", "max_length=64",
-                 f"cache_dir={tmp_path / 'cache'}", f"out={tmp_path / 'report'}"])
+                 f"reference_dir={tmp_path / 'cache'}", f"out={tmp_path / 'report'}"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "language_bias" in printed and "reference prefers the negative" in printed

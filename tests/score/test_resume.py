@@ -31,7 +31,7 @@ ROWS = 160
 
 
 def _args(model: Path, pairs: Path, cache: Path) -> list[str]:
-    return [f"model={model}", f"pairs={pairs}", "max_length=64", f"cache_dir={cache}", "batch_size=4",
+    return [f"model={model}", f"pairs={pairs}", "max_length=64", f"reference_dir={cache}", "batch_size=4",
             "chunk_rows=4", "threads=1"]
 
 
@@ -83,7 +83,7 @@ def test_kill_9_then_rerun_scores_only_the_missing_rows(family_model, tmp_path, 
 def test_interrupted_run_resumes_in_process(family_model, small_pairs, tmp_path, monkeypatch):
     """A KeyboardInterrupt in the third batch: two batches are committed; the rerun scores the other rows only."""
     cfg = ScoreConfig(model=str(family_model("llava")), pairs=str(small_pairs), max_length=64, batch_size=2,
-                      chunk_rows=2, cache_dir=str(tmp_path / "c"))
+                      chunk_rows=2, reference_dir=str(tmp_path / "c"))
     real, calls = reference_module._reference_batch, []
 
     def interrupted(*args):
@@ -101,7 +101,7 @@ def test_interrupted_run_resumes_in_process(family_model, small_pairs, tmp_path,
     assert any("resuming: rows 0-3" in line for line in lines), lines
     assert any("32 responses by this run, 16 resumed" in line for line in lines), lines
     assert not work_dir(out).exists()
-    fresh = ensure_reference(ScoreConfig(**{**cfg.__dict__, "cache_dir": str(tmp_path / "d")}), log=lambda _: None)
+    fresh = ensure_reference(ScoreConfig(**{**cfg.__dict__, "reference_dir": str(tmp_path / "d")}), log=lambda _: None)
     assert pq.read_table(out / "reference.parquet").equals(pq.read_table(fresh / "reference.parquet"))
 
 
@@ -170,7 +170,7 @@ def _nan_rows(rows: set[int]):
 
 def test_a_few_nonfinite_rows_are_dropped_most_are_refused(family_model, small_pairs, tmp_path, monkeypatch):
     cfg = ScoreConfig(model=str(family_model("llava")), pairs=str(small_pairs), max_length=64,
-                      cache_dir=str(tmp_path / "c"))
+                      reference_dir=str(tmp_path / "c"))
     monkeypatch.setattr(reference_module, "_reference_batch", _nan_rows({2, 7}))
     out = ensure_reference(cfg, log=lambda _: None)
     assert load_reference(out).rows == [r for r in range(12) if r not in (2, 7)]
@@ -179,7 +179,7 @@ def test_a_few_nonfinite_rows_are_dropped_most_are_refused(family_model, small_p
     assert json.loads((out / "manifest.json").read_text())["dropped"] == {"nonfinite_logp": 2}
 
     monkeypatch.setattr(reference_module, "_reference_batch", _nan_rows(set(range(8))))
-    other = ScoreConfig(**{**cfg.__dict__, "cache_dir": str(tmp_path / "d")})
+    other = ScoreConfig(**{**cfg.__dict__, "reference_dir": str(tmp_path / "d")})
     with pytest.raises(NonFiniteError, match=r"for 8 of 12 rows \(ids r0, r1"):
         ensure_reference(other, log=lambda _: None)
     assert not [p for p in (tmp_path / "d").iterdir() if is_complete(p)]
@@ -189,7 +189,7 @@ def test_a_few_nonfinite_rows_are_dropped_most_are_refused(family_model, small_p
 def test_a_damaged_entry_is_refused_when_read(family_model, small_pairs, tmp_path):
     """The issue's first case: NaN and ±inf written into an entry by hand; training must not start on it."""
     cfg = ScoreConfig(model=str(family_model("llava")), pairs=str(small_pairs), max_length=64,
-                      cache_dir=str(tmp_path / "c"))
+                      reference_dir=str(tmp_path / "c"))
     out = ensure_reference(cfg, log=lambda _: None)
     table = pq.read_table(out / "reference.parquet")
     sums = table["logp_sum"].to_numpy().copy()

@@ -15,7 +15,7 @@ def config(model: Path, pairs: Path, out: Path, **overrides) -> TrainConfig:
     """A tiny NaPO run: LoRA r=8, lr 1e-3, max_length 64, SFT anchor; the reference cache beside ``out``."""
     objective = objective_preset("napo")
     objective.sft_weight = 1.0
-    base = dict(model=str(model), pairs=str(pairs), out=str(out), max_length=64, batch_size=4, max_steps=4,
+    base = dict(model=str(model), pairs=str(pairs), out=str(out), max_length=64, batch_size=4, steps=4,
                 lr=1e-3, warmup_ratio=0.0, lora=LoraSettings(r=8, alpha=16, dropout=0.0), objective=objective,
                 reference_dir=str(out.parent / "reference"))
     cfg = TrainConfig(**{**base, **overrides})

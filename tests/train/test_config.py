@@ -37,7 +37,7 @@ def test_the_default_objective_is_dpo_and_fields_are_documented():
         ("corruption.kind=blur", "corruption.kind"),
         ("merge_lora=true", "merge_lora"),
         ("batch_size=0", "batch_size"),
-        ("precision=fp16", "precision"),
+        ("dtype=fp16", "dtype"),
         ("lora.r=0", "lora.r"),
     ],
 )

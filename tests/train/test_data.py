@@ -41,7 +41,7 @@ def test_batch_layout_masks_and_reference(family_model, tmp_path):
     path = pairs_file(tmp_path / "p.parquet", rows)
     model_dir = family_model("llava")
     ref = load_reference(ensure_reference(ScoreConfig(model=str(model_dir), pairs=str(path), max_length=64,
-                                                      cache_dir=str(tmp_path / "c")), log=lambda _: None))
+                                                      reference_dir=str(tmp_path / "c")), log=lambda _: None))
     _, processor = load_model(model_dir)
     data = PreferenceData(read_pairs(path), ref, RowEncoder(processor, 64), ["error_injection", "vision_bias"],
                           repeat_prompts=False)

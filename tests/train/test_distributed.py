@@ -27,7 +27,7 @@ def free_port() -> int:
 
 
 def test_two_processes_match_one(family_model, train_pairs, eval_pairs, tmp_path):
-    kw = dict(max_steps=4, eval_pairs=str(eval_pairs), threads=1)
+    kw = dict(steps=4, eval_pairs=str(eval_pairs), threads=1)
     single = tmp_path / "single"
     train(setup(config(family_model("qwen2_vl"), train_pairs, single, batch_size=4, **kw)))
 

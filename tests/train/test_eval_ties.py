@@ -23,7 +23,7 @@ def test_wins_counts_ties_as_half():
 def test_step_zero_reward_accuracy_is_a_tie(family_model, train_pairs, eval_pairs, tmp_path):
     """At step 0 the LoRA policy is the reference: every reward margin ties, whatever the summation order."""
     out = tmp_path / "run"
-    train(setup(config(family_model("qwen2_vl"), train_pairs, out, max_steps=1, eval_pairs=str(eval_pairs),
+    train(setup(config(family_model("qwen2_vl"), train_pairs, out, steps=1, eval_pairs=str(eval_pairs),
                        threads=1)))
     first = next(m for m in metrics(out) if m.get("step") == 0 and any(k.startswith("eval/") for k in m))
     rewards = {k: v for k, v in first.items() if k.startswith("eval/reward_accuracy/")}

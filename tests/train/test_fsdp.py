@@ -54,7 +54,7 @@ def launch_fsdp(cfg_path: Path, processes: int = 2, **fsdp_env: str) -> subproce
                  id="prefix-shard_grad_op"),
 ])
 def test_fsdp_two_processes_match_one(method, fsdp_env, train_kw, family_model, train_pairs, eval_pairs, tmp_path):
-    kw = dict(max_steps=4, eval_pairs=str(eval_pairs), threads=1, method=method, **train_kw)
+    kw = dict(steps=4, eval_pairs=str(eval_pairs), threads=1, method=method, **train_kw)
     single = tmp_path / "single"
     train(setup(config(family_model("qwen2_vl"), train_pairs, single, batch_size=4, **kw)))
 

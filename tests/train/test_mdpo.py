@@ -41,7 +41,7 @@ def answer_logp(model, processor, prompt: str, image, answer: str) -> torch.Tens
 def test_mdpo_trains_and_its_conditional_term_matches_a_naive_computation(family_model, train_pairs, tmp_path):
     model_dir = family_model("llava")
     out = tmp_path / "run"
-    cfg = mdpo_config(model_dir, train_pairs, out, max_steps=4, lr=5e-3)
+    cfg = mdpo_config(model_dir, train_pairs, out, steps=4, lr=5e-3)
     run = setup(cfg)
     train(run)
     logged = [m for m in metrics(out) if "loss" in m]
@@ -111,7 +111,7 @@ def test_mdpo_reference_cache_reuse_and_resume_key(family_model, train_pairs, tm
 
 
 def test_mdpo_with_the_naive_forward_gives_the_shared_prefix_losses(family_model, train_pairs, tmp_path):
-    kw = dict(max_steps=2, lora=LoraSettings(r=8, alpha=16, dropout=0.0))
+    kw = dict(steps=2, lora=LoraSettings(r=8, alpha=16, dropout=0.0))
     train(setup(mdpo_config(family_model("qwen2_vl"), train_pairs, tmp_path / "prefix", **kw)))
     reset_accelerate()
     train(setup(mdpo_config(family_model("qwen2_vl"), train_pairs, tmp_path / "naive", method="naive", **kw)))

@@ -49,7 +49,7 @@ def test_noised_pairs_train_with_napo(mode, clean_pairs, family_model, tmp_path)
     noisy = tmp_path / mode / "pairs.parquet"
     summary = inject_noise(NoiseConfig(pairs=str(clean_pairs), out=str(noisy), mode=mode, rate=0.5, seed=1))
     assert summary["replaced"] == {"language_bias": 6, "vision_bias": 6}
-    run = setup(config(family_model("llava"), noisy, tmp_path / "run", max_steps=3, log_every=1))
+    run = setup(config(family_model("llava"), noisy, tmp_path / "run", steps=3, log_every=1))
     rows = read_pairs(noisy)
     assert len(run.data) == len(rows) and not run.data.skipped  # every noised row is usable
     if mode == "flip":

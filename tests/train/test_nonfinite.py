@@ -47,7 +47,7 @@ def _poison(monkeypatch, calls: set[int], row: int = 1) -> None:
 
 def test_a_nan_loss_stops_the_run_naming_the_step_and_rows(family_model, train_pairs, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
-    cfg = config(family_model("llava"), train_pairs, out, max_steps=6, save_every=2, keep_checkpoints=0)
+    cfg = config(family_model("llava"), train_pairs, out, steps=6, save_every=2, keep_checkpoints=0)
     dump_yaml(cfg, tmp_path / "train.yaml")
     _poison(monkeypatch, {5})
     assert main(["train", "--config", str(tmp_path / "train.yaml")]) == 1
@@ -89,7 +89,7 @@ def test_a_nonfinite_gradient_norm_is_skipped_and_metrics_stay_json(family_model
 
     monkeypatch.setattr(trainer_module, "_grad_clipper", clipper)
     out = tmp_path / "run"
-    run = setup(config(family_model("llava"), train_pairs, out, max_steps=3, nonfinite="skip"))
+    run = setup(config(family_model("llava"), train_pairs, out, steps=3, nonfinite="skip"))
     before = {n: p.detach().clone() for n, p in run.scorer.named_parameters() if p.requires_grad}
     trainer_module._write(run, {"step": 0, "eval/margin/x": float("nan"), "other": float("inf")})
     train(run)
@@ -103,7 +103,7 @@ def test_a_nonfinite_gradient_norm_is_skipped_and_metrics_stay_json(family_model
 
 
 def test_resume_survives_a_moved_run_directory(family_model, train_pairs, tmp_path):
-    kw = dict(max_steps=4, save_every=2, reference_dir=str(tmp_path / "reference"))
+    kw = dict(steps=4, save_every=2, reference_dir=str(tmp_path / "reference"))
     first = tmp_path / "a" / "run"
     train(setup(config(family_model("llava"), train_pairs, first, **kw)))
     reset_accelerate()
@@ -124,14 +124,14 @@ def test_resume_with_another_config_names_the_fields(family_model, train_pairs, 
     from unprior.train.config import LoraSettings
 
     out = tmp_path / "run"
-    train(setup(config(family_model("llava"), train_pairs, out, max_steps=3, save_every=2)))
+    train(setup(config(family_model("llava"), train_pairs, out, steps=3, save_every=2)))
     reset_accelerate()
-    changed = config(family_model("llava"), train_pairs, out, max_steps=3, resume=True, lr=2e-3,
+    changed = config(family_model("llava"), train_pairs, out, steps=3, resume=True, lr=2e-3,
                      lora=LoraSettings(r=16, alpha=16, dropout=0.0))
     with pytest.raises(InputError) as e:
         setup(changed)
     message = str(e.value)
     assert "step-0000002 was written with a different config" in message
     assert "lora.r: 8 -> 16" in message and "lr: 0.001 -> 0.002" in message
-    assert "max_steps" not in message and "out" not in message.split("(")[1].split(")")[0]
+    assert "steps:" not in message and "out" not in message.split("(")[1].split(")")[0]
     assert metrics(out)  # nothing was touched

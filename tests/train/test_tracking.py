@@ -25,7 +25,7 @@ def scalars(log_dir) -> dict[str, list[tuple[int, float]]]:
 def test_tensorboard_event_files_hold_every_metric(family_model, train_pairs, eval_pairs, tmp_path):
     pytest.importorskip("tensorboard")
     out = tmp_path / "run"
-    cfg = config(family_model("llava"), train_pairs, out, eval_pairs=str(eval_pairs), max_steps=3,
+    cfg = config(family_model("llava"), train_pairs, out, eval_pairs=str(eval_pairs), steps=3,
                  report_to="tensorboard", save_every=2)
     train(setup(cfg))
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
@@ -41,7 +41,7 @@ def test_tensorboard_event_files_hold_every_metric(family_model, train_pairs, ev
 
     # Resuming from the step-2 checkpoint purges the later events, as metrics.jsonl drops its later lines.
     reset_accelerate()
-    train(setup(config(family_model("llava"), train_pairs, out, eval_pairs=str(eval_pairs), max_steps=3,
+    train(setup(config(family_model("llava"), train_pairs, out, eval_pairs=str(eval_pairs), steps=3,
                        report_to="tensorboard", save_every=2, resume=True)))
     assert [step for step, _ in scalars(out / "tensorboard")["loss"]] == [1, 2, 3]
 

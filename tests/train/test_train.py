@@ -35,7 +35,7 @@ def adapter(out: Path) -> dict[str, torch.Tensor]:
 
 def test_smoke_learns_and_saves_a_loadable_adapter(family_model, train_pairs, eval_pairs, tmp_path):
     out = tmp_path / "run"
-    cfg = config(family_model("llava"), train_pairs, out, eval_pairs=str(eval_pairs), max_steps=6, log_every=2)
+    cfg = config(family_model("llava"), train_pairs, out, eval_pairs=str(eval_pairs), steps=6, log_every=2)
     last = train(setup(cfg))
     logged = metrics(out)
     train_rows = [m for m in logged if "loss" in m]
@@ -62,7 +62,7 @@ def test_merged_full_and_bad_rows(family_model, tmp_path, capsys):
     rows[1] = rows[1].__class__(**{**rows[1].__dict__, "prompt": "Describe the image. " * 40})
     rows[2] = rows[2].__class__(**{**rows[2].__dict__, "negatives": [Negative("A blue whale.", "image_weakening")]})
     pairs = pairs_file(tmp_path / "bad.parquet", rows)
-    cfg = config(family_model("qwen2_vl"), pairs, tmp_path / "run", merge_lora=True, max_steps=2)
+    cfg = config(family_model("qwen2_vl"), pairs, tmp_path / "run", merge_lora=True, steps=2)
     run = setup(cfg)
     assert dict(run.data.skipped) == {"unreadable_image": 1, "prompt_too_long": 1,
                                       "no_negative_of_objective_kinds": 1}
@@ -82,7 +82,7 @@ def test_merged_full_and_bad_rows(family_model, tmp_path, capsys):
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_every_family_trains(family, family_model, train_pairs, tmp_path):
     out = tmp_path / family
-    run = setup(config(family_model(family), train_pairs, out, max_steps=2, activation_checkpointing=True))
+    run = setup(config(family_model(family), train_pairs, out, steps=2, activation_checkpointing=True))
     assert run.accelerator.unwrap_model(run.scorer).method == "prefix"
     train(run)
     assert len(losses(out)) == 2 and all(torch.isfinite(torch.tensor(v)) for _, v in losses(out))
@@ -95,7 +95,7 @@ def test_full_fine_tuning_freezes_the_vision_side(family_model, train_pairs, tmp
     from unprior.train.config import LoraSettings
 
     run = setup(config(family_model("idefics3"), train_pairs, tmp_path / "run", lora=LoraSettings(enabled=False),
-                       max_steps=1))
+                       steps=1))
     model = run.accelerator.unwrap_model(run.scorer).model
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
     assert frozen and all(n.startswith(("model.vision_model", "model.connector")) for n in frozen)
@@ -107,7 +107,7 @@ def test_resume_gives_the_uninterrupted_loss_curve(family_model, train_pairs, tm
     interrupted in step 5 and resumed from the step-4 checkpoint; loss curve and weights must be identical."""
     from unprior.train.config import LoraSettings
 
-    kw = dict(max_steps=6, batch_size=2, grad_accum=2, save_every=2, lora=LoraSettings(r=8, alpha=16, dropout=0.1))
+    kw = dict(steps=6, batch_size=2, grad_accum=2, save_every=2, lora=LoraSettings(r=8, alpha=16, dropout=0.1))
     whole = tmp_path / "whole"
     train(setup(config(family_model("llava"), train_pairs, whole, **kw)))
 
@@ -157,7 +157,7 @@ KILL_SCRIPT = textwrap.dedent("""
 def test_kill_9_during_a_checkpoint_write_leaves_no_complete_looking_checkpoint(family_model, train_pairs, tmp_path):
     from unprior.config import dump_yaml
 
-    kw = dict(max_steps=6, save_every=2, keep_checkpoints=0)
+    kw = dict(steps=6, save_every=2, keep_checkpoints=0)
     whole = tmp_path / "whole"
     train(setup(config(family_model("llava"), train_pairs, whole, **kw)))
     reset_accelerate()
@@ -182,7 +182,7 @@ def test_kill_9_during_a_checkpoint_write_leaves_no_complete_looking_checkpoint(
 
 def test_bf16_autocast_runs_and_scores_the_reference_in_bf16(family_model, train_pairs, tmp_path):
     out = tmp_path / "run"
-    run = setup(config(family_model("llava"), train_pairs, out, precision="bf16", max_steps=2))
+    run = setup(config(family_model("llava"), train_pairs, out, dtype="bfloat16", steps=2))
     assert run.accelerator.mixed_precision == "bf16"
     train(run)
     assert all(torch.isfinite(torch.tensor(loss)) for _, loss in losses(out))

@@ -42,7 +42,7 @@ def held_out_accuracy(tmp_path, seed: int = 0, threads: int = 1) -> dict[int, fl
     objective.sft_weight = 1.0
     out = tmp_path / "run"
     cfg = config(tmp_path / "model", train_pairs, out, eval_pairs=str(held_out), objective=objective,
-                 lora=LoraSettings(enabled=False), batch_size=8, max_steps=100, lr=2e-3, warmup_ratio=0.05,
+                 lora=LoraSettings(enabled=False), batch_size=8, steps=100, lr=2e-3, warmup_ratio=0.05,
                  seed=seed, threads=threads)  # fmt: skip
     with torch_threads(threads):
         train(setup(cfg))

@@ -137,7 +137,7 @@ def run_world_eval(base: Path, world: Path, out: Path) -> dict[str, Any]:
     from unprior.eval.generation import make_generate_fn
     from unprior.eval.runner import run_eval
 
-    cfg = from_dict(EvalConfig, {"benchmark": "world", "model": str(base), "out_dir": str(out), "batch_size": 64,
+    cfg = from_dict(EvalConfig, {"benchmark": "world", "model": str(base), "out": str(out), "batch_size": 64,
                                  "options": {"world_dir": str(world)}})  # fmt: skip
     return run_eval(cfg, make_generate_fn(cfg), console=Console(file=StringIO()))
 

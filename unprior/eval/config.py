@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from unprior.config import check_range, fail
+from unprior.config import Renamed, check_range, fail
 
 
 @dataclass
 class EvalConfig:
+    RENAMED: ClassVar[dict[str, Renamed]] = {"out_dir": Renamed("out")}  # old keys, read until unprior 0.2
+
     benchmark: str = "pope"
     """Registered benchmark name: pope, chair, object_halbench, amber, vlind, mmhal, world."""
     options: dict[str, Any] = field(default_factory=dict)
     """The benchmark's own options (data paths, protocol variants); see docs/eval.md for each benchmark's fields."""
-    out_dir: str = "runs/eval"
+    out: str = "runs/eval"
     """Run directory: samples.jsonl (answers), scores.jsonl, results.json; a rerun resumes here."""
     label: str = ""
     """Name of this model in `unprior eval compare` tables (default: the adapter's or model's folder name; for a
@@ -42,15 +44,15 @@ class EvalConfig:
     seed: int = 0
     """Sampling seed."""
     overwrite: bool = False
-    """Discard this out_dir's answers and results instead of resuming (the judge cache is kept)."""
+    """Discard this ``out``'s answers and results instead of resuming (the judge cache is kept)."""
     progress: bool = True
     """Show the generation progress bar (the summary is printed either way), as `unprior pairs progress=`."""
 
     def validate(self) -> None:
         from unprior.eval.registry import DataError, make_benchmark
 
-        if not self.out_dir:
-            fail("out_dir", "set an output directory")
+        if not self.out:
+            fail("out", "set an output directory")
         check_range(self, "batch_size", 1)
         if self.max_new_tokens is not None:
             check_range(self, "max_new_tokens", 1)

@@ -25,12 +25,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from unprior.config import check_range, fail, to_dict
+from unprior.config import Renamed, check_range, fail, to_dict
 from unprior.eval.benchmarks.world import resolve_world_dir
 from unprior.eval.generation import load_eval_model, load_image
 from unprior.io import read_json, read_jsonl, write_json, write_jsonl
@@ -271,13 +271,15 @@ def plot_frontier(result: dict[str, Any], out_png: str | Path, label: str = "") 
 
 @dataclass
 class FrontierConfig:
+    RENAMED: ClassVar[dict[str, Renamed]] = {"out_dir": Renamed("out")}  # old keys, read until unprior 0.2
+
     model: str = ""
     """Base model or full checkpoint (local path or cached hub name); empty with `adapter` set: the adapter's base."""
     adapter: str = ""
     """Optional LoRA adapter directory, merged into `model`."""
     world_dir: str = ""
     """World dataset directory; empty: the default world (built or reused from the cache)."""
-    out_dir: str = "runs/eval/frontier"
+    out: str = "runs/eval/frontier"
     """Where frontier.json, frontier.png, slot_logprobs.jsonl and a compare-ready results.json go."""
     label: str = ""
     """Name of this model in `unprior eval compare` tables (default: the adapter's or model's folder name)."""
@@ -295,8 +297,8 @@ class FrontierConfig:
     """Use only the first N images of each split, for smoke tests."""
 
     def validate(self) -> None:
-        if not self.out_dir:
-            fail("out_dir", "set an output directory")
+        if not self.out:
+            fail("out", "set an output directory")
         check_range(self, "batch_size", 1)
         check_range(self, "bias_step", 1e-6)
         check_range(self, "bias_max", self.bias_min)
@@ -352,7 +354,7 @@ def run_frontier(cfg: FrontierConfig) -> int:
     biases = bias_grid(cfg.bias_min, cfg.bias_max, cfg.bias_step)
     result = grounding_frontier(model, processor, world, batch_size=cfg.batch_size, biases=biases,
                                 id_thresholds=cfg.id_thresholds, limit=cfg.limit)
-    out = Path(cfg.out_dir)
+    out = Path(cfg.out)
     rows = result.pop("rows")
     write_jsonl(out / "slot_logprobs.jsonl", ({"split": s, **r} for s, rs in rows.items() for r in rs))
     write_json(out / "frontier.json", {**result, "config": to_dict(cfg), "world_dir": str(world),

@@ -174,6 +174,6 @@ def model_info(adapter: str, backend: str) -> dict[str, Any]:
 
 
 def run_eval_command(cfg: EvalConfig) -> int:
-    """``unprior eval run``: answer (resuming), score and write ``results.json`` in ``cfg.out_dir``."""
+    """``unprior eval run``: answer (resuming), score and write ``results.json`` in ``cfg.out``."""
     run_eval(cfg, make_generate_fn(cfg), model_info=model_info(cfg.adapter, cfg.backend))
     return 0

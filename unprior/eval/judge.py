@@ -21,9 +21,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from unprior.config import check_range, fail
+from unprior.config import Renamed, check_range, fail
 from unprior.eval.common import append_jsonl, read_resumable_jsonl
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class JudgeConfig:
+    RENAMED: ClassVar[dict[str, Renamed]] = {"max_tokens": Renamed("max_new_tokens")}  # read until unprior 0.2
+
     base_url: str = "http://localhost:8000/v1"
     """OpenAI-compatible endpoint (an OpenAI-style /v1 URL: a hosted API, vLLM, llama.cpp server, ...)."""
     model: str = "gpt-4-1106-preview"
@@ -45,8 +47,8 @@ class JudgeConfig:
     """First retry delay; it doubles on each retry, capped at 60 s."""
     temperature: float = 0.0
     """Judge sampling temperature (0 in the references)."""
-    max_tokens: int = 1024
-    """Maximum judge answer length."""
+    max_new_tokens: int = 1024
+    """Maximum judge answer length in tokens (sent as the endpoint's ``max_tokens``)."""
 
     def validate(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
@@ -57,7 +59,7 @@ class JudgeConfig:
         check_range(self, "max_retries", 0)
         check_range(self, "backoff_s", 0)
         check_range(self, "temperature", 0)
-        check_range(self, "max_tokens", 1)
+        check_range(self, "max_new_tokens", 1)
 
 
 class JudgeError(RuntimeError):
@@ -125,7 +127,7 @@ class Judge:
         def request() -> tuple[str, str]:
             resp = self.client.chat.completions.create(
                 model=self.cfg.model, messages=[{"role": "user", "content": prompt}],
-                temperature=self.cfg.temperature, max_tokens=self.cfg.max_tokens)
+                temperature=self.cfg.temperature, max_tokens=self.cfg.max_new_tokens)
             return resp.choices[0].message.content or "", resp.model or ""
 
         def count() -> None:

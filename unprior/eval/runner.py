@@ -1,9 +1,9 @@
 """Run one benchmark on one model: resumable generation, scoring, ``results.json``.
 
-Files in ``cfg.out_dir``:
+Files in ``cfg.out``:
 
 - ``generation.json``: model, adapter, backend, decoding; written first. A rerun with different values refuses to
-  mix answers (use another out_dir or ``overwrite=true``).
+  mix answers (use another ``out`` directory or ``overwrite=true``).
 - ``samples.jsonl``: one row per answered item ``{id, prompt, image, answer}``, appended and fsynced after every
   batch, so a kill loses at most the batch in flight; a rerun skips the ids already there (a torn last line is cut
   off) and refuses rows whose prompt or image no longer match the benchmark's.
@@ -77,7 +77,7 @@ def _check_settings(out: Path, settings: dict[str, Any]) -> None:
             diff = sorted(k for k in {*old, *settings} if old.get(k) != settings.get(k))
             raise RunMismatchError(f"{out} holds answers generated with other settings ({', '.join(diff)} differ: "
                                    f"{ {k: old.get(k) for k in diff} } vs { {k: settings.get(k) for k in diff} }); "
-                                   "use another out_dir, or overwrite=true to discard them")
+                                   "use another out directory, or overwrite=true to discard them")
     else:
         write_json(path, settings)
 
@@ -119,7 +119,7 @@ def load_answers(path: Path, items: Sequence[Item], rejected: list[dict[str, Any
         lines[item.id] = lineno
         if row.get("prompt") != item.prompt or row.get("image") != _image_str(item):
             raise RunMismatchError(f"{path}: the saved answer for item {item.id!r} was made for another prompt or "
-                                   "image (the benchmark data or version changed); use another out_dir or "
+                                   "image (the benchmark data or version changed); use another out directory or "
                                    "overwrite=true")
         done[item.id] = row
     return done
@@ -168,7 +168,7 @@ def _prepare(cfg: EvalConfig, bench: Benchmark) -> tuple[Path, list[Item]]:
     if cfg.limit is not None:
         items = bench.head(items, cfg.limit)
     check_images(items)  # only the images this run uses
-    out = Path(cfg.out_dir)
+    out = Path(cfg.out)
     if cfg.overwrite:
         for name in (SAMPLES, SCORES, RESULTS, GENERATION):
             (out / name).unlink(missing_ok=True)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from unprior.config import check_choice, check_range, fail
+from unprior.config import Renamed, check_choice, check_range, fail
 
 FORMATS = ("auto", "unprior", "llava", "hf", "rlaifv", "trl")
 SCHEMA_FIELDS = ("id", "image", "prompt", "answer", "rejected")
@@ -15,6 +15,8 @@ SCHEMA_FIELDS = ("id", "image", "prompt", "answer", "rejected")
 class LoadConfig:
     """How to read a source dataset into :class:`unprior.pairs.schema.Sample` rows."""
 
+    RENAMED: ClassVar[dict[str, Renamed]] = {"root": Renamed("image_root")}  # old keys, read until unprior 0.2
+
     format: str = "auto"
     """Source format: auto (sniffed from the path and its columns), unprior (``<split>.jsonl`` + ``images/``), llava
     (LLaVA / LLaMA-Factory sharegpt conversation JSON), hf (a ``datasets`` directory or parquet, columns mapped by
@@ -22,7 +24,7 @@ class LoadConfig:
     split: str = "train"
     """Split to read: ``<split>.jsonl`` for the unprior format, the split of a saved ``DatasetDict``, or parquet
     files named ``<split>-*.parquet`` when a directory holds several splits."""
-    root: str = ""
+    image_root: str = ""
     """Directory that relative image paths are resolved against (and must stay inside). Empty: the dataset
     directory (unprior format) or the directory holding the JSON/parquet file."""
     max_pixels: int = 40_000_000

@@ -41,7 +41,7 @@ from typing import Any
 
 import yaml
 
-from unprior.config import check_choice, check_range, describe_changes, fail, to_dict
+from unprior.config import check_choice, check_range, describe_changes, fail, rename_keys, to_dict
 from unprior.io import InputError, atomic_write_bytes, read_json, read_jsonl, write_json, write_rejected
 from unprior.pairs.config import (
     BackendConfig,
@@ -194,13 +194,27 @@ def _ids_hash(ids: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
 
 
-def _config_changes(shard_dir: Path, cfg: PairsConfig) -> str:
-    """The content fields that differ between the shard's recorded config.yaml and ``cfg``, with both values."""
+def _recorded_config(shard_dir: Path) -> dict[str, Any] | None:
+    """The content fields of the shard's config.yaml, renamed keys under their new names; None if unreadable."""
     try:
         old = yaml.safe_load((shard_dir / "config.yaml").read_text())
     except (OSError, yaml.YAMLError):
+        return None
+    return content_fields(rename_keys(PairsConfig, old, warn=False)) if isinstance(old, dict) else {}
+
+
+def _renamed_only(shard_dir: Path, cfg: PairsConfig) -> bool:
+    """Whether the shard was started with ``cfg`` under keys renamed since (its config hash differs, its content
+    not), so it resumes."""
+    return _recorded_config(shard_dir) == content_fields(to_dict(cfg))
+
+
+def _config_changes(shard_dir: Path, cfg: PairsConfig) -> str:
+    """The content fields that differ between the shard's recorded config.yaml and ``cfg``, with both values."""
+    old = _recorded_config(shard_dir)
+    if old is None:
         return "its config.yaml is missing or unreadable, so the fields cannot be named"
-    return describe_changes(content_fields(old if isinstance(old, dict) else {}), content_fields(to_dict(cfg)))
+    return describe_changes(old, content_fields(to_dict(cfg)))
 
 
 def _check_plan(shard_dir: Path, plan: dict[str, Any], cfg: PairsConfig) -> None:
@@ -212,14 +226,15 @@ def _check_plan(shard_dir: Path, plan: dict[str, Any], cfg: PairsConfig) -> None
     if plan_path.is_file():
         old = read_json(plan_path)
         for key in ("config_hash", "samples", "ids_hash", "parts"):
-            if old.get(key) != plan[key]:
-                what = "config" if key == "config_hash" else "source samples"
-                detail = (_config_changes(shard_dir, cfg) if key == "config_hash"
-                          else f"{key}: {old.get(key)} -> {plan[key]}")
-                raise InputError(
-                    f"{shard_dir} was started with a different {what} ({detail}); "
-                    "rerun with the original settings to resume, or pass overwrite=true to start this shard again"
-                )
+            if old.get(key) == plan[key] or (key == "config_hash" and _renamed_only(shard_dir, cfg)):
+                continue
+            what = "config" if key == "config_hash" else "source samples"
+            detail = (_config_changes(shard_dir, cfg) if key == "config_hash"
+                      else f"{key}: {old.get(key)} -> {plan[key]}")
+            raise InputError(
+                f"{shard_dir} was started with a different {what} ({detail}); "
+                "rerun with the original settings to resume, or pass overwrite=true to start this shard again"
+            )
         return
     shard_dir.mkdir(parents=True, exist_ok=True)
     write_json(plan_path, plan)

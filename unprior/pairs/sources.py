@@ -140,7 +140,7 @@ def open_source(path: Path, cfg: LoadConfig) -> Source:
     """Rows, image root and column names of ``path``, whatever its container."""
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
-    root = Path(cfg.root) if cfg.root else (path if path.is_dir() else path.parent)
+    root = Path(cfg.image_root) if cfg.image_root else (path if path.is_dir() else path.parent)
     if path.is_dir() and (path / f"{cfg.split}.jsonl").is_file():
         rows = _jsonl_rows(path / f"{cfg.split}.jsonl")
         return Source(rows, root, [], is_unprior_root=True)

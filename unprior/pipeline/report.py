@@ -177,8 +177,8 @@ def write_markdown(d: Demo, methods: list[str], cols, values, figures: dict[str,
         f"unprior score --config {d.out}/configs/score.yaml",
         *(f"unprior train --config {d.out}/configs/train_{m}.yaml" for m in d.cfg.methods),
         *(f"unprior eval run benchmark=world model={d.models[m]} label='{LABELS[m]}' "
-          f"options.world_dir={d.world} out_dir=runs/eval/{m}-world" for m in methods),
-        *(f"unprior eval frontier model={d.models[m]} world_dir={d.world} out_dir=runs/eval/{m}-frontier"
+          f"options.world_dir={d.world} out=runs/eval/{m}-world" for m in methods),
+        *(f"unprior eval frontier model={d.models[m]} world_dir={d.world} out=runs/eval/{m}-frontier"
           for m in methods if d.cfg.frontier),
         "```",
         "",

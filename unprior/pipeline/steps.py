@@ -185,7 +185,7 @@ def pairs_config(d: Demo, pool_file: Path, out: Path):
     from unprior.pairs.run import PairsConfig
 
     p = d.cfg.pairs
-    cfg = PairsConfig(source=str(pool_file), load=LoadConfig(format="unprior", root=str(d.world)), out=str(out),
+    cfg = PairsConfig(source=str(pool_file), load=LoadConfig(format="unprior", image_root=str(d.world)), out=str(out),
                       strategies=list(STRATEGIES), generator=BackendConfig(model=str(d.models["base"]),
                                                                            batch_size=p.batch_size),
                       part_size=1024, seed=d.cfg.pool.seed, progress=True)
@@ -246,7 +246,7 @@ def train_config(d: Demo, method: str, out: Path):
     t = d.cfg.train
     return TrainConfig(model=str(d.models["base"]), pairs=str(d.pairs_file), out=str(out), resume=True,
                        objective=objective_for(method, t), max_length=t.max_length, batch_size=t.batch_size,
-                       max_steps=t.steps, lr=t.lr, warmup_ratio=t.warmup_ratio, lora=LoraSettings(enabled=False),
+                       steps=t.steps, lr=t.lr, warmup_ratio=t.warmup_ratio, lora=LoraSettings(enabled=False),
                        train_vision=t.train_vision, seed=t.seed, log_every=5, score_batch_size=64,
                        threads=d.cfg.threads)
 
@@ -287,7 +287,7 @@ def evaluate_model(world: Path, model: Path, label: str, *, limit: int | None, b
     key = config_hash({"version": DEMO_FORMAT_VERSION, "model": model_fingerprint(str(model)),
                        "world": _world_hash(world), "limit": limit})
     root = demo_cache("eval", key)
-    world_cfg = EvalConfig(benchmark="world", options={"world_dir": str(world)}, out_dir=str(root / "world"),
+    world_cfg = EvalConfig(benchmark="world", options={"world_dir": str(world)}, out=str(root / "world"),
                            label=label, model=str(model), batch_size=batch_size, limit=limit)
     cached = (root / "world" / "results.json").is_file()
     log(f"{label}: world benchmark{' (answers cached)' if cached else ''} -> {root / 'world'}")
@@ -298,7 +298,7 @@ def evaluate_model(world: Path, model: Path, label: str, *, limit: int | None, b
         front_dir = root / "frontier"
         if not (front_dir / "results.json").is_file():
             cached = False
-            run_frontier(FrontierConfig(model=str(model), world_dir=str(world), out_dir=str(front_dir),
+            run_frontier(FrontierConfig(model=str(model), world_dir=str(world), out=str(front_dir),
                                         label=label, limit=limit))
         entry["frontier"] = read_json(front_dir / "results.json")
         entry["dirs"]["frontier"] = str(front_dir)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
-from unprior.config import check_range, fail
+from unprior.config import Renamed, check_range, fail
 from unprior.score.corrupt import CorruptionConfig
 
 
 @dataclass
 class ScoreConfig:
     """Reference log-probs of every response of a pairs dataset under the frozen starting model, and a noise report."""
+
+    RENAMED: ClassVar[dict[str, Renamed]] = {"cache_dir": Renamed("reference_dir")}  # read until unprior 0.2
 
     model: str = ""
     """The starting model: a local directory (AutoProcessor + AutoModelForImageTextToText) or a hub id."""
@@ -32,8 +34,9 @@ class ScoreConfig:
     method: Literal["auto", "prefix", "naive"] = "auto"
     """Forward used: shared prefix where the family supports it (auto), or always naive. Both give the same numbers
     (tested to 1e-5), so this is not part of the cache key."""
-    cache_dir: str = ""
-    """Root of the reference cache; empty: ``$UNPRIOR_CACHE/reference``. Entries are ``<cache_dir>/<key>``."""
+    reference_dir: str = ""
+    """Root of the reference cache; empty: ``$UNPRIOR_CACHE/reference``. Entries are ``<reference_dir>/<key>``
+    (``unprior train reference_dir=`` reads the same cache)."""
     overwrite: bool = False
     """Recompute even when the cache already holds an entry for this key."""
     out: str = ""

@@ -5,7 +5,7 @@ with its original image (NaPO, papers.md §2.2: "every response ... is scored as
 prompt"), whatever perturbation produced the negative. Results are stored once as parquet columns, so no reference
 model sits in memory during training (NaPO caches them the same way; TRL refuses to for VLMs, peers.md §1).
 
-Cache entry ``<cache_dir>/<key>/``::
+Cache entry ``<reference_dir>/<key>/``::
 
     reference.parquet   one row per response: row, id, response (0 = chosen, i = negative i-1), kind,
                         logp_sum, logp_mean, n_tokens, truncated
@@ -17,7 +17,7 @@ Cache entry ``<cache_dir>/<key>/``::
                         term): corrupted.parquet (row, id, logp_sum, logp_mean, n_tokens, truncated), dropped.jsonl,
                         corruption.png (a few originals above their corrupted images), manifest.json
 
-While an entry is being scored its work is committed every ``chunk_rows`` rows to ``<cache_dir>/.<key>.work/``
+While an entry is being scored its work is committed every ``chunk_rows`` rows to ``<reference_dir>/.<key>.work/``
 (``chunk-<first>-<end>.parquet``, the chunk's dropped rows in its metadata); a rerun after a kill scores only the
 rows after the last commit, in the same batches, so the entry is bit-identical to an uninterrupted run's. The work
 directory is removed once the entry is written.
@@ -146,7 +146,7 @@ def reference_key(inputs: dict[str, Any]) -> str:
 
 
 def entry_dir(cfg: ScoreConfig, key: str) -> Path:
-    return (Path(cfg.cache_dir) if cfg.cache_dir else cache_root() / "reference") / key
+    return (Path(cfg.reference_dir) if cfg.reference_dir else cache_root() / "reference") / key
 
 
 def corrupted_key_inputs(entry_key: str, corruption: CorruptionConfig) -> dict[str, Any]:

@@ -46,7 +46,7 @@ class ArmConfig:
     """``rewrite``: replaced by a correct answer of another form; ``same_form``: by another valid phrasing of the
     chosen answer (needs ``demo.base.world.phrasings`` ≥ 2); ``flip``: the pair is reversed (cDPO/rDPO's noise)."""
     train: dict[str, Any] = field(default_factory=dict)
-    """Overrides of the arm's ``unprior train`` config, e.g. ``{train_vision: true}`` or ``{max_steps: 600}``."""
+    """Overrides of the arm's ``unprior train`` config, e.g. ``{train_vision: true}`` or ``{steps: 600}``."""
     group: str = ""
     """Row of the noise pivot table (arms differing only in ``noise`` share a group). Empty: the arm's name."""
     label: str = ""

@@ -120,14 +120,15 @@ def train_config_for(cfg: StudyConfig, arm: ArmConfig, seed: int, model: str, pa
     t = cfg.demo.train
     train = TrainConfig(model=model, pairs=pairs, out="", resume=True,
                         objective=objective_for_arm(arm, t.beta, t.sft_weight), max_length=t.max_length,
-                        batch_size=t.batch_size, max_steps=t.steps, lr=t.lr, warmup_ratio=t.warmup_ratio,
+                        batch_size=t.batch_size, steps=t.steps, lr=t.lr, warmup_ratio=t.warmup_ratio,
                         lora=LoraSettings(enabled=False), seed=seed, log_every=5, score_batch_size=64,
                         threads=cfg.threads)
     if not arm.train:
         return to_dict(train)
-    from unprior.config import from_dict
+    from unprior.config import from_dict, rename_keys
 
-    data = to_dict(from_dict(TrainConfig, {**to_dict(train), **arm.train, "out": "(set per unit)"}))
+    overrides = rename_keys(TrainConfig, arm.train, prefix="train.")  # an old key overrides its new name
+    data = to_dict(from_dict(TrainConfig, {**to_dict(train), **overrides, "out": "(set per unit)"}))
     return {**data, "out": ""}
 
 

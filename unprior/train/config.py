@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
-from unprior.config import check_range, fail
+from unprior.config import Renamed, check_range, fail
 from unprior.losses import ObjectiveConfig
 from unprior.pairs.schema import NEGATIVE_KINDS
 from unprior.score.corrupt import CorruptionConfig
@@ -34,6 +34,11 @@ class LoraSettings:
 class TrainConfig:
     """Preference optimisation of a VLM on a pairs dataset with cached reference log-probs."""
 
+    RENAMED: ClassVar[dict[str, Renamed]] = {  # old keys, read until unprior 0.2
+        "max_steps": Renamed("steps"),
+        "precision": Renamed("dtype", {"fp32": "float32", "bf16": "bfloat16"}),
+    }
+
     model: str = ""
     """The starting model (a local directory or hub id); also the frozen reference."""
     pairs: str = ""
@@ -61,10 +66,10 @@ class TrainConfig:
     """Rows (prompts) per process per micro-step; each row brings its chosen answer and one negative per kind."""
     grad_accum: int = 1
     """Micro-steps per optimizer step. Global batch = batch_size × processes × grad_accum rows."""
-    max_steps: int = 0
+    steps: int = 0
     """Optimizer steps; 0: ``epochs`` passes over the data."""
     epochs: float = 1.0
-    """Passes over the usable rows when ``max_steps`` is 0."""
+    """Passes over the usable rows when ``steps`` is 0."""
     lr: float = 2e-5
     """Peak learning rate (AdamW)."""
     weight_decay: float = 0.0
@@ -78,8 +83,9 @@ class TrainConfig:
     its rows; the checkpoints so far are kept, no final model is saved) or ``skip`` the batch (no optimizer step;
     logged and counted as ``nonfinite_skipped``). Either way no weight is ever updated with a non-finite gradient
     (docs/train.md, "Non-finite steps")."""
-    precision: Literal["fp32", "bf16"] = "fp32"
-    """fp32, or bf16 autocast (accelerate mixed precision). The reference is scored in the same dtype."""
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    """float32, or bfloat16 autocast (accelerate mixed precision, float32 weights). The reference is scored with the
+    model loaded in the same dtype (``unprior score dtype=``)."""
     activation_checkpointing: bool = False
     """Recompute each layer's activations in backward (works with the shared prefix)."""
     lora: LoraSettings = field(default_factory=LoraSettings)
@@ -103,7 +109,7 @@ class TrainConfig:
     merge_lora: bool = False
     """Save the final model with the LoRA weights merged in (a plain model) instead of the adapter."""
     reference_dir: str = ""
-    """Root of the reference cache (``unprior score``'s cache_dir); empty: ``$UNPRIOR_CACHE/reference``."""
+    """Root of the reference cache (as ``unprior score reference_dir=``); empty: ``$UNPRIOR_CACHE/reference``."""
     score_batch_size: int = 8
     """Rows per forward when the reference log-probs have to be computed first."""
     threads: int = 0
@@ -120,11 +126,11 @@ class TrainConfig:
         check_range(self, "max_length", 2, 1_000_000)
         for name in ("batch_size", "grad_accum", "log_every", "score_batch_size"):
             check_range(self, name, 1, 1_000_000)
-        for name in ("max_steps", "save_every", "keep_checkpoints", "eval_every", "threads"):
+        for name in ("steps", "save_every", "keep_checkpoints", "eval_every", "threads"):
             check_range(self, name, 0, 100_000_000)
         check_range(self, "epochs", 0.0, 1e6)
-        if self.max_steps == 0 and self.epochs <= 0:
-            fail("epochs", "must be > 0 when max_steps is 0")
+        if self.steps == 0 and self.epochs <= 0:
+            fail("epochs", "must be > 0 when steps is 0")
         check_range(self, "lr", 0.0, 1.0)
         check_range(self, "weight_decay", 0.0, 10.0)
         check_range(self, "warmup_ratio", 0.0, 1.0)

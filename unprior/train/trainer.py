@@ -31,7 +31,7 @@ from accelerate.utils import DistributedType, set_seed
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from unprior.config import config_hash, describe_changes, dump_yaml, to_dict
+from unprior.config import config_hash, describe_changes, dump_yaml, rename_keys, to_dict
 from unprior.guards import NonFiniteError, json_line
 from unprior.io import InputError, read_json, write_rejected
 from unprior.losses import ObjectiveOutput, objective_loss
@@ -101,7 +101,7 @@ def setup(cfg: TrainConfig) -> Run:
     accelerator = Accelerator(
         cpu=not torch.accelerator.is_available(),  # so torchrun on CPUs gives gloo processes, not one each
         gradient_accumulation_steps=cfg.grad_accum,
-        mixed_precision="bf16" if cfg.precision == "bf16" else "no",
+        mixed_precision="bf16" if cfg.dtype == "bfloat16" else "no",
         step_scheduler_with_optimizer=False,  # the schedule counts optimizer steps, whatever the process count
     )
     set_seed(cfg.seed)
@@ -135,7 +135,7 @@ def setup(cfg: TrainConfig) -> Run:
     log(f"data: {len(data)} rows, negatives per kind {dict(data.kind_counts)}")
     _report_rejected(data, out, accelerator, log)
     order = Order(len(data), cfg.batch_size, accelerator.num_processes, cfg.grad_accum, cfg.seed)
-    total = cfg.max_steps or math.ceil(cfg.epochs * len(data) / order.global_batch)
+    total = cfg.steps or math.ceil(cfg.epochs * len(data) / order.global_batch)
 
     # 5. AdamW (decay on matrices only) and linear warm-up + cosine decay over optimizer steps.
     groups = optimizer_groups(scorer.named_parameters(), cfg.weight_decay)
@@ -365,11 +365,11 @@ def _reference(cfg: TrainConfig, pairs: str, model, processor, log, corrupted: b
     """The cache entry of ``pairs`` under the starting model (computed now if missing), loaded; with ``corrupted``
     also the chosen answers' scores under ``cfg.corruption``'s images."""
     score = ScoreConfig(model=cfg.model, pairs=pairs, image_root=cfg.image_root, max_length=cfg.max_length,
-                        dtype="bfloat16" if cfg.precision == "bf16" else "float32", batch_size=cfg.score_batch_size,
-                        method=cfg.method, cache_dir=cfg.reference_dir, corrupted=corrupted,
+                        dtype=cfg.dtype, batch_size=cfg.score_batch_size,
+                        method=cfg.method, reference_dir=cfg.reference_dir, corrupted=corrupted,
                         corruption=cfg.corruption)
     # The freshly loaded fp32 model is the starting model itself, so it can score without a second load.
-    loaded = {"model": model.eval(), "processor": processor} if cfg.precision == "fp32" else {}
+    loaded = {"model": model.eval(), "processor": processor} if cfg.dtype == "float32" else {}
     entry = ensure_reference(score, log=log, **loaded)
     return load_reference(entry, cfg.corruption if corrupted else None)
 
@@ -422,9 +422,10 @@ def _check_resumable(cfg: TrainConfig, checkpoint: Path, state: dict[str, Any]) 
     """Refuse a checkpoint written under other settings, naming each differing field with its old and new value."""
     allowed = f"only {', '.join(RESUME_IGNORES)} may change when resuming (or start over with overwrite=true)"
     if "resume_config" in state:
-        if state["resume_config"] != _resume_fields(cfg):
+        recorded = rename_keys(TrainConfig, state["resume_config"], warn=False)  # written before a key was renamed
+        if recorded != _resume_fields(cfg):
             raise InputError(f"{checkpoint} was written with a different config "
-                             f"({describe_changes(state['resume_config'], _resume_fields(cfg))}); {allowed}")
+                             f"({describe_changes(recorded, _resume_fields(cfg))}); {allowed}")
     elif state["resume_key"] not in (_resume_key(cfg), _legacy_resume_key(cfg)):
         raise InputError(f"{checkpoint} was written with a different config (an older checkpoint that records only "
                          f"the config's hash, so the fields cannot be named; see its run's train_config.yaml); "
