@@ -89,6 +89,7 @@ def describe_renamed(cls: type, prefix: str = "") -> list[tuple[str, str]]:
 
 
 def _rename_one(cls: type, data: dict[str, Any], prefix: str, warn: bool) -> dict[str, Any]:
+    """``data`` with ``cls``'s own renamed keys (not its sections') under their new names."""
     out = dict(data)
     for old, to in renamed_keys(cls).items():
         if old not in out:
