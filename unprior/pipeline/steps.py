@@ -308,7 +308,8 @@ def evaluate_model(world: Path, model: Path, label: str, *, limit: int | None, b
 def step_eval(d: Demo) -> None:
     assert d.world is not None
     d.cached["eval"] = True
-    for method, model in d.models.items():
+    order = [m for m in LABELS if m in d.models]  # base, control, then the trained methods, whatever ran first
+    for method, model in ((m, d.models[m]) for m in order):
         entry, cached = evaluate_model(d.world, model, LABELS[method], limit=d.cfg.limit or None,
                                        batch_size=d.cfg.eval_batch_size, frontier=d.cfg.frontier,
                                        console=d.console, log=d.log)
