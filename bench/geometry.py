@@ -104,7 +104,8 @@ class PlainHead:
                 zeros if "mean_logits" in outputs else None, zeros.bool() if "is_top1" in outputs else None)
 
 
-def run_trl(args: argparse.Namespace) -> dict:
+def run_trl(args: argparse.Namespace, save: bool = False) -> dict:
+    """TRL's side: ``args.steps`` steps (0: one epoch over the pairs), the model saved after them with ``save``."""
     import trl.trainer.utils
     from transformers import TrainerCallback
     from trl import DPOConfig, DPOTrainer
@@ -133,14 +134,17 @@ def run_trl(args: argparse.Namespace) -> dict:
 
     config = DPOConfig(
         output_dir=str(args.work / "trl-out"), per_device_train_batch_size=args.rows_per_step * args.negatives,
-        max_steps=args.steps, learning_rate=args.lr, lr_scheduler_type="cosine", warmup_steps=0, max_grad_norm=1.0,
-        beta=0.1, loss_type=["sigmoid"], bf16=False, use_cpu=True, activation_checkpointing=False,
-        report_to="none", save_strategy="no", logging_steps=1, dataloader_num_workers=0, seed=0, max_length=None,
+        max_steps=args.steps or -1, num_train_epochs=1, learning_rate=args.lr, lr_scheduler_type="cosine",
+        warmup_steps=0, max_grad_norm=1.0, beta=0.1, loss_type=["sigmoid"], bf16=False, use_cpu=True,
+        activation_checkpointing=False, report_to="none", save_strategy="no", logging_steps=1,
+        dataloader_num_workers=0, seed=0, max_length=None,
     )
     trainer = DPOTrainer(model=str(args.model), args=config, train_dataset=trl_dataset(args.pairs),
                          processing_class=load_processor(args.model), callbacks=[Clock()])
     phases.install([trainer.model, trainer.ref_model])
     trainer.train()
+    if save:
+        trainer.save_model()
     return {"stamps": stamps, "losses": losses}
 
 
@@ -154,6 +158,7 @@ def objective(negatives: int):
 
 
 def run_unprior(args: argparse.Namespace, method: str) -> dict:
+    """unprior's side: ``args.steps`` steps (0: one epoch), reading the reference cache ``run_score`` filled."""
     import unprior.train.trainer as trainer
     from unprior.train.config import LoraSettings, TrainConfig
 
@@ -187,7 +192,8 @@ def run_score(args: argparse.Namespace) -> dict:
 
     start = time.perf_counter()
     ensure_reference(ScoreConfig(model=str(args.model), pairs=str(args.pairs), max_length=4096, overwrite=True,
-                                 reference_dir=str(args.work / "ref"), batch_size=args.rows_per_step),
+                                 reference_dir=str(args.work / "ref"),
+                                 batch_size=args.score_batch_size or args.rows_per_step),
                      log=lambda _: None)
     return {"seconds": time.perf_counter() - start}
 
@@ -237,7 +243,8 @@ def spawn(side: str, args: argparse.Namespace, work: Path, negatives: int, profi
     steps = args.profile_steps if profile else args.steps
     cmd = [sys.executable, __file__, "--worker", side, "--model", str(work / "model"), "--pairs",
            str(work / "pairs.parquet"), "--work", str(work), "--rows-per-step", str(args.rows_per_step),
-           "--negatives", str(negatives), "--steps", str(steps), "--warmup", str(args.warmup), "--lr", str(args.lr)]
+           "--negatives", str(negatives), "--steps", str(steps), "--warmup", str(args.warmup), "--lr", str(args.lr),
+           "--score-batch-size", str(args.score_batch_size)]
     cmd += ["--profile"] * profile
     return run_worker(side, cmd)
 
@@ -325,6 +332,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--image-tokens", type=int, default=0, help="override the preset's image tokens")
     p.add_argument("--rows-per-step", type=int, default=1, help="rows per step (pairs per step: rows × negatives)")
     p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--score-batch-size", type=int, default=0, help="rows per scoring forward (0: rows per step)")
     p.add_argument("--warmup", type=int, default=1, help="steps excluded from the timing (at least 1)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--sides", nargs="+", default=["trl", "unprior"], choices=SIDES, help="run every repetition")

@@ -78,6 +78,7 @@ LOADED: dict[str, float] = {}
 def mark_loaded() -> None:
     """Called once the model(s) and data are loaded, right before the training loop: remember the resident memory
     and the peak so far, then reset the peak so the end of the run reads the training loop's own peak."""
+    LOADED["at"] = time.perf_counter()
     LOADED["peak_before_mb"] = rss_mb()
     LOADED["rss_mb"] = status_mb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (and ru_maxrss) to the current RSS
