@@ -126,6 +126,84 @@ def _to_model(enc, model) -> dict[str, Any]:
     return out
 
 
+def vision_merge(config: Any) -> int:
+    """Vision-tower positions per image token: pixel shuffle (Idefics3 ``scale_factor``²), Qwen-VL's
+    ``spatial_merge_size``², else 1 (LLaVA: one token per patch)."""
+    if getattr(config, "scale_factor", None):
+        return int(config.scale_factor) ** 2
+    merge = getattr(getattr(config, "vision_config", None), "spatial_merge_size", None)
+    return int(merge) ** 2 if merge else 1
+
+
+@dataclass(frozen=True)
+class RowShape:
+    """What one prompt puts in a ``generate`` call: its prompt tokens (image tokens included) and image tokens."""
+
+    prompt: int
+    image: int = 0
+
+
+def row_shapes(processor, prompts: Sequence[Prompt], image_token_id: int | None) -> list[RowShape]:
+    """Each prompt's :class:`RowShape`, without building pixel tensors for the batch.
+
+    The image part's length depends only on the image's size (every supported processor), so the processor runs
+    once per distinct size, on a blank image of that size; the text is tokenized without its image.
+    """
+    tok = tokenizer_of(processor)
+    texts = [chat_text(processor, p.text, p.image is not None, p.system) for p in prompts]
+    lengths = [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
+    parts: dict[tuple[int, int], tuple[int, int]] = {}
+    shapes = []
+    for p, n in zip(prompts, lengths, strict=True):
+        if p.image is None:
+            shapes.append(RowShape(n))
+            continue
+        if p.image.size not in parts:
+            parts[p.image.size] = _image_part(processor, p.image.size, image_token_id)
+        extra, image = parts[p.image.size]
+        shapes.append(RowShape(n + extra, image))
+    return shapes
+
+
+def _image_part(processor, size: tuple[int, int], image_token_id: int | None) -> tuple[int, int]:
+    """(tokens the processor adds when it expands one image of ``size``, image tokens among them)."""
+    text = chat_text(processor, "", True)
+    ids = processor(images=[Image.new("RGB", size)], text=[text], return_tensors="pt")["input_ids"]
+    plain = len(tokenizer_of(processor)(text, add_special_tokens=False)["input_ids"])
+    image = int((ids == image_token_id).sum()) if image_token_id is not None else 0
+    return ids.shape[1] - plain, image
+
+
+def batch_cost(shapes: Sequence[RowShape], *, num_beams: int, max_new_tokens: int, merge: int) -> int:
+    """Positions a ``generate`` call holds at once: every beam of every row in the language model, padded to the
+    longest prompt, plus every image's patches in the vision tower (image tokens x ``merge``; HF encodes the images
+    once per row, before beam expansion). Both grow memory about alike per position at SmolVLM's size
+    (docs/pairs.md, "Real sizes")."""
+    if not shapes:
+        return 0
+    longest = max(s.prompt for s in shapes)
+    return len(shapes) * num_beams * (longest + max_new_tokens) + merge * sum(s.image for s in shapes)
+
+
+def budget_batches(shapes: Sequence[RowShape], *, batch_size: int, max_batch_tokens: int, num_beams: int,
+                   max_new_tokens: int, merge: int) -> list[list[int]]:
+    """Consecutive batches of at most ``batch_size`` rows whose :func:`batch_cost` stays within
+    ``max_batch_tokens`` (0: no budget). A row over the budget on its own gets a batch of its own."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in range(len(shapes)):
+        trial = [shapes[j] for j in [*current, i]]
+        over = max_batch_tokens and batch_cost(trial, num_beams=num_beams, max_new_tokens=max_new_tokens,
+                                               merge=merge) > max_batch_tokens
+        if current and (len(current) >= batch_size or over):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
 def _groups(prompts: Sequence[Prompt]) -> list[list[int]]:
     """Indices of prompts with images, then without (each group is batched on its own)."""
     with_image = [i for i, p in enumerate(prompts) if p.image is not None]
@@ -140,6 +218,7 @@ def generate(
     prompts: Sequence[Prompt],
     *,
     batch_size: int = 64,
+    max_batch_tokens: int = 0,
     max_new_tokens: int = 32,
     do_sample: bool = False,
     temperature: float = 1.0,
@@ -156,6 +235,9 @@ def generate(
         processor: Its processor, or its tokenizer for a text-only model.
         prompts: Requests; see :class:`Prompt` for pixel noise and the NaPO views.
         batch_size: Prompts per ``generate`` call (left padded).
+        max_batch_tokens: Memory budget of one call in positions (:func:`batch_cost`: beams x padded prompt and
+            answer tokens, plus vision-tower patches); a batch holds fewer than ``batch_size`` prompts where it
+            binds. 0: ``batch_size`` alone.
         max_new_tokens: Generation budget per answer.
         do_sample: Sample (with ``temperature``, ``top_p``, ``top_k``) instead of greedy / beam search.
         temperature: Sampling temperature (BPO image weakening: 0.2).
@@ -173,13 +255,27 @@ def generate(
     torch.manual_seed(seed)
     tok = tokenizer_of(processor)
     for idx in _groups(prompts):
-        for start in range(0, len(idx), batch_size):
-            chunk = idx[start : start + batch_size]
+        for batch in _batches(model, processor, [prompts[i] for i in idx], batch_size, max_batch_tokens, gen):
+            chunk = [idx[j] for j in batch]
             enc = _to_model(_encode(processor, [prompts[i] for i in chunk]), model)
             seqs = model.generate(**enc, **gen, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
             texts = tok.batch_decode(seqs[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+            del enc, seqs  # nothing of a batch outlives it (pixels, ids, beams)
             for i, t in zip(chunk, texts, strict=True):
                 out[i] = t.strip()
             if on_batch is not None:
                 on_batch(len(chunk))
     return out
+
+
+def _batches(model, processor, prompts: Sequence[Prompt], batch_size: int, max_batch_tokens: int,
+             gen: dict[str, Any]) -> list[list[int]]:
+    """Batches of ``prompts`` (indices): ``batch_size`` rows each, fewer where ``max_batch_tokens`` binds."""
+    if not max_batch_tokens:
+        return [list(range(s, min(s + batch_size, len(prompts)))) for s in range(0, len(prompts), batch_size)]
+    config = model.config
+    image_token_id = getattr(config, "image_token_id", None) or getattr(config, "image_token_index", None)
+    shapes = row_shapes(processor, prompts, image_token_id)
+    return budget_batches(shapes, batch_size=batch_size, max_batch_tokens=max_batch_tokens,
+                          num_beams=gen["num_beams"], max_new_tokens=gen["max_new_tokens"],
+                          merge=vision_merge(config))

@@ -140,6 +140,11 @@ class BackendConfig:
     """Local directory or hub id (hf, vllm), or the model name the endpoint serves (openai)."""
     batch_size: int = 32
     """Prompts per ``generate`` call (hf) or per engine call (vllm)."""
+    max_batch_tokens: int = 32_768
+    """hf: memory budget of one ``generate`` call, in positions: beams x (longest prompt + max_new_tokens) per row
+    plus the vision tower's patches (image tokens x pixel-shuffle / merge factor). A batch holds fewer than
+    ``batch_size`` prompts where it binds (SmolVLM with image splitting: 2 rows of 13 tiles). 0: batch_size alone
+    (docs/pairs.md, "Real sizes")."""
     dtype: str = "auto"
     """Weights dtype for hf / vllm: auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16, float16."""
     device: str = "auto"
@@ -165,6 +170,7 @@ class BackendConfig:
         check_choice(self, "backend", BACKENDS)
         check_choice(self, "dtype", ("auto", "float32", "bfloat16", "float16"))
         check_range(self, "batch_size", lo=1)
+        check_range(self, "max_batch_tokens", lo=0)
         check_range(self, "timeout_s", lo=0.001)
         check_range(self, "max_retries", lo=0)
         check_range(self, "backoff_s", lo=0.0)

@@ -187,7 +187,8 @@ def pairs_config(d: Demo, pool_file: Path, out: Path):
     p = d.cfg.pairs
     cfg = PairsConfig(source=str(pool_file), load=LoadConfig(format="unprior", image_root=str(d.world)), out=str(out),
                       strategies=list(STRATEGIES), generator=BackendConfig(model=str(d.models["base"]),
-                                                                           batch_size=p.batch_size),
+                                                                           batch_size=p.batch_size,
+                                                                           max_batch_tokens=0),
                       part_size=1024, seed=d.cfg.pool.seed, progress=True)
     cfg.image_weakening.params = {"t": p.weakening_t}
     for section in (cfg.image_weakening, cfg.language_bias, cfg.vision_bias):

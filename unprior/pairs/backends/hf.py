@@ -53,15 +53,17 @@ class HFBackend:
         model: A loaded model, or a path / hub id to load.
         processor: Its processor (or tokenizer); loaded with the model when ``model`` is a path.
         batch_size: Prompts per ``generate`` call.
+        max_batch_tokens: Memory budget per call (:func:`unprior.models.generate.batch_cost`); 0: none.
         name_or_path: What provenance records as the generator (default: ``model`` when it is a path).
     """
 
     name = "hf"
     pixel_noise = True
 
-    def __init__(self, model: Any, processor: Any = None, *, batch_size: int = 32, name_or_path: str = "") -> None:
+    def __init__(self, model: Any, processor: Any = None, *, batch_size: int = 32, max_batch_tokens: int = 0,
+                 name_or_path: str = "") -> None:
         self.model, self.processor = model, processor
-        self.batch_size = batch_size
+        self.batch_size, self.max_batch_tokens = batch_size, max_batch_tokens
         self.name_or_path = name_or_path or str(getattr(model.config, "_name_or_path", ""))
         self._revision: str | None = None
 
@@ -70,7 +72,8 @@ class HFBackend:
         device = resolve_device(cfg.device)
         dtype = resolve_dtype(cfg.dtype, device)
         model, processor = load_generator(cfg.model, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
-        return cls(model.to(device), processor, batch_size=cfg.batch_size, name_or_path=cfg.model)
+        return cls(model.to(device), processor, batch_size=cfg.batch_size, max_batch_tokens=cfg.max_batch_tokens,
+                   name_or_path=cfg.model)
 
     def info(self) -> dict[str, Any]:
         if self._revision is None:
@@ -90,6 +93,7 @@ class HFBackend:
             self.processor,
             prompts,
             batch_size=self.batch_size,
+            max_batch_tokens=self.max_batch_tokens,
             max_new_tokens=decoding.max_new_tokens,
             do_sample=decoding.do_sample,
             temperature=decoding.temperature,
