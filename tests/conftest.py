@@ -34,6 +34,7 @@ NUMERICS = {
     "tests/bench/test_geometry.py": "the plain head vs the tiled head and TRL's fused kernel",
     "tests/losses/test_trl_parity.py": "our DPO vs TRL's DPOTrainer, loss and gradients",
     "tests/models/test_generate.py": "batched generation vs one prompt at a time",
+    "tests/models/test_budget.py": "budget-split generation batches vs one batch",
     "tests/pairs/test_kill_resume.py": "a killed pairs run resumes to the uninterrupted bytes",
     "tests/eval/test_runner.py": "a killed eval run resumes to the uninterrupted answers",
     "tests/eval/test_world.py": "a killed world eval resumes to the uninterrupted answers",
