@@ -106,3 +106,23 @@ def test_cli_score_prints_the_noise_report(family_model, small_pairs, tmp_path, 
     assert "language_bias" in printed and "reference prefers the negative" in printed
     assert (tmp_path / "report" / "noise_report.json").is_file()
     assert (tmp_path / "report" / "noise_sum.png").is_file()
+
+
+def test_patch_budget_scores_in_smaller_batches(family_model, small_pairs, monkeypatch):
+    """``max_batch_patches`` halves a batch until its images fit (docs/pairs.md, "Real sizes"); same numbers."""
+    from unprior.score.reference import score_pairs
+
+    sizes: list[int] = []
+    real = ResponseScorer.__call__
+    monkeypatch.setattr(ResponseScorer, "__call__",
+                        lambda self, **kw: sizes.append(int(kw["prompt_lens"].shape[0])) or real(self, **kw))
+    model, processor = load_model(family_model("qwen2_vl"))
+    tables = {}
+    for budget in (0, 9):  # a tiny qwen2_vl row: 4 image tokens x 2x2 merge = 16 patches; 9 admits none together
+        cfg = ScoreConfig(model="-", pairs=str(small_pairs), max_length=64, batch_size=4, max_batch_patches=budget)
+        sizes.clear()
+        tables[budget], _ = score_pairs(cfg, model.eval(), processor, log=lambda _: None)
+        assert sizes == ([4, 4, 4] if budget == 0 else [1] * 12)
+    assert tables[9].column("id").to_pylist() == tables[0].column("id").to_pylist()
+    assert tables[9].column("logp_sum").to_pylist() == pytest.approx(tables[0].column("logp_sum").to_pylist(),
+                                                                     abs=1e-4)

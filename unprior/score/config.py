@@ -28,6 +28,10 @@ class ScoreConfig:
     """Dtype the model is loaded in for scoring (part of the cache key)."""
     batch_size: int = 8
     """Rows per forward; all responses of a row share its forward."""
+    max_batch_patches: int = 32_768
+    """Most vision-tower positions in one forward (image tokens x pixel-shuffle / merge factor, over the batch's
+    rows); a batch over it is scored in halves. SmolVLM with image splitting (13,312 per row): 2 rows. 0: no
+    limit. Not part of the cache key (docs/pairs.md, "Real sizes")."""
     chunk_rows: int = 256
     """Rows scored between two commits of the work (rounded up to a multiple of ``batch_size``): a killed run loses
     at most this many rows, and a rerun scores only the rows after the last commit (docs/score.md, "Resuming")."""
@@ -55,6 +59,7 @@ class ScoreConfig:
     def validate(self) -> None:
         check_range(self, "max_length", 2, 1_000_000)
         check_range(self, "batch_size", 1, 100_000)
+        check_range(self, "max_batch_patches", 0, 1_000_000_000)
         check_range(self, "chunk_rows", 1, 100_000_000)
         check_range(self, "threads", 0, 1024)
         if not self.model:

@@ -280,13 +280,33 @@ def _score_in_chunks(cfg: ScoreConfig, work: Path | None, schema: pa.Schema, sco
     return table, dropped
 
 
+def vision_patches(model, prompt: dict[str, torch.Tensor]) -> int:
+    """Vision-tower positions of a processed batch: its image tokens x the pixel-shuffle / merge factor."""
+    from unprior.models.generate import vision_merge
+
+    config = model.config
+    image_id = getattr(config, "image_token_id", None) or getattr(config, "image_token_index", None)
+    if image_id is None or "input_ids" not in prompt:
+        return 0
+    return vision_merge(config) * int((prompt["input_ids"] == image_id).sum())
+
+
 def _reference_batch(encoder: RowEncoder, scorer: ResponseScorer, chunk: list[tuple[int, PairRow]],
-                     ) -> tuple[Columns, Dropped]:
-    """Scores of every response of a batch of rows (columns of :data:`REFERENCE_SCHEMA`) and the rows dropped."""
+                     max_patches: int = 0) -> tuple[Columns, Dropped]:
+    """Scores of every response of a batch of rows (columns of :data:`REFERENCE_SCHEMA`) and the rows dropped.
+
+    A batch whose images put more than ``max_patches`` positions through the vision tower (0: no limit) is scored in
+    halves, each encoded again, so no forward holds more (docs/pairs.md, "Real sizes")."""
     columns: Columns = {name: [] for name in REFERENCE_SCHEMA.names}
     ids = {index: row.id for index, row in chunk}
     kinds = {index: [CHOSEN, *(n.kind for n in row.negatives)] for index, row in chunk}
     rows, lost = encoder.encode(chunk)
+    if rows is not None and max_patches and len(chunk) > 1 and vision_patches(scorer.model, rows.prompt) > max_patches:
+        del rows
+        half = len(chunk) // 2
+        (a, lost_a), (b, lost_b) = (_reference_batch(encoder, scorer, part, max_patches)
+                                    for part in (chunk[:half], chunk[half:]))
+        return {name: a[name] + b[name] for name in columns}, lost_a + lost_b
     dropped = [{"row": d.index, "id": ids[d.index], "reason": d.reason} for d in lost]
     if rows is None:
         return columns, dropped
@@ -310,7 +330,8 @@ def score_pairs(cfg: ScoreConfig, model, processor, log: Log = print, *, work: P
     rows; with ``work``, committed there chunk by chunk and continued from what a killed run committed."""
     scorer = ResponseScorer(model, cfg.method, log=log)
     encoder = RowEncoder(processor, cfg.max_length)
-    return _score_in_chunks(cfg, work, REFERENCE_SCHEMA, lambda chunk: _reference_batch(encoder, scorer, chunk), log)
+    return _score_in_chunks(cfg, work, REFERENCE_SCHEMA,
+                            lambda chunk: _reference_batch(encoder, scorer, chunk, cfg.max_batch_patches), log)
 
 
 CORRUPTED_SCHEMA = pa.schema(
