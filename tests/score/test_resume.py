@@ -157,8 +157,8 @@ def test_the_noise_report_draws_finite_margins_only(tmp_path):
 def _nan_rows(rows: set[int]):
     real = reference_module._reference_batch
 
-    def poisoned(encoder, scorer, chunk):
-        columns, dropped = real(encoder, scorer, chunk)
+    def poisoned(encoder, scorer, chunk, *budget):
+        columns, dropped = real(encoder, scorer, chunk, *budget)
         for i, row in enumerate(columns["row"]):
             if row in rows and columns["response"][i] == 1:
                 columns["logp_sum"][i] = float("nan")
