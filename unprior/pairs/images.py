@@ -7,16 +7,14 @@ caught and reported the same way; its warning is silenced here because ``max_pix
 
 from __future__ import annotations
 
-import io
 import struct
-import warnings
 import zlib
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from unprior.io import resolve_inside
-from unprior.pairs.schema import ImageRef
+from unprior.pairs.schema import ImageProblem, ImageRef, bounded_image
 
 
 class RowProblem(ValueError):
@@ -48,25 +46,15 @@ def check_image(ref: ImageRef, max_pixels: int) -> tuple[int, int]:
     Raises:
         RowProblem: reason ``missing_image``, ``image_too_large`` or ``unreadable_image``.
     """
-    source = io.BytesIO(ref) if isinstance(ref, bytes) else ref
-    name = "<bytes>" if isinstance(ref, bytes) else str(ref)
+    name = "<image bytes>" if isinstance(ref, bytes) else str(ref)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(source) as im:
-                width, height = im.size
-                if width * height > max_pixels:
-                    raise RowProblem(
-                        "image_too_large",
-                        f"{name}: {width}x{height} = {width * height} pixels > max_pixels {max_pixels}",
-                    )
-                im.verify()
-    except RowProblem:
-        raise
+        with bounded_image(ref, max_pixels) as im:
+            width, height = im.size
+            im.verify()
+    except ImageProblem as e:
+        raise RowProblem(e.reason, e.detail) from None
     except FileNotFoundError:
         raise RowProblem("missing_image", f"{name} not found") from None
-    except Image.DecompressionBombError as e:
-        raise RowProblem("image_too_large", f"{name}: {e}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as e:
         raise RowProblem("unreadable_image", f"{name}: {type(e).__name__}: {e}") from None
     return width, height

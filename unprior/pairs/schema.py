@@ -77,6 +77,25 @@ class UnusableImage:
     detail: str
 
 
+@contextlib.contextmanager
+def bounded_image(ref: ImageRef, max_pixels: int = MAX_PIXELS) -> Iterator[Image.Image]:
+    """``Image.open(ref)``, refused with :class:`ImageProblem` (``image_too_large``) when its header claims more than
+    ``max_pixels`` pixels or PIL's own bomb guard fires: before any pixel is decoded. The one size check every stage
+    shares (``open_image`` here, the loaders' and the browser's ``check_image``)."""
+    name = "<image bytes>" if isinstance(ref, bytes) else str(ref)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(ref) if isinstance(ref, bytes) else ref) as im:
+                width, height = im.size
+                if width * height > max_pixels:
+                    raise ImageProblem("image_too_large",
+                                       f"{name}: {width}x{height} = {width * height} pixels > max_pixels {max_pixels}")
+                yield im
+    except Image.DecompressionBombError as e:
+        raise ImageProblem("image_too_large", f"{name}: {e}") from None
+
+
 def open_image(ref: ImageRef | UnusableImage, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Open and fully decode an image reference as RGB, refusing one over ``max_pixels`` before decoding it.
 
@@ -86,17 +105,8 @@ def open_image(ref: ImageRef | UnusableImage, max_pixels: int = MAX_PIXELS) -> I
     """
     if isinstance(ref, UnusableImage):
         raise ImageProblem(ref.reason, ref.detail)
-    name = "<image bytes>" if isinstance(ref, bytes) else str(ref)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(ref) if isinstance(ref, bytes) else ref) as im:
-                width, height = im.size
-                if width * height > max_pixels:
-                    raise ImageProblem("image_too_large", f"{name}: {width}x{height} pixels > max_pixels {max_pixels}")
-                return im.convert("RGB")
-    except Image.DecompressionBombError as e:
-        raise ImageProblem("image_too_large", f"{name}: {e}") from None
+    with bounded_image(ref, max_pixels) as im:
+        return im.convert("RGB")
 
 
 @dataclass(frozen=True)
