@@ -1,9 +1,13 @@
 """The pipeline at real model sizes: ``unprior pairs``, ``score``, ``train`` and ``eval run`` on a random-weight model
-of SmolVLM-256M-Instruct's exact architecture (unprior/models/real.py), image splitting on and off, on varied photos.
+of SmolVLM-256M-Instruct's (image splitting on and off) or Qwen2-VL-2B-Instruct's exact architecture
+(unprior/models/real.py), on varied photos.
 
     nice -n 19 .venv/bin/python bench/real_sizes.py --images 16 --splitting off
     nice -n 19 .venv/bin/python bench/real_sizes.py --images 4 --splitting on --stages pairs \\
         --set generator.max_batch_tokens=0          # before: batch_size rows per generate call
+    nice -n 19 .venv/bin/python bench/real_sizes.py --images 16 --stages train --name full \\
+        --stage-set train:lora.enabled=false        # full fine-tuning (any stage: STAGE:key=value)
+    nice -n 19 .venv/bin/python bench/real_sizes.py --model qwen2-vl-2b --images 4   # bf16 weights
 
 Each stage runs in its own process (``python -m unprior ...``); its wall time and peak RSS (``os.wait4``'s
 ``ru_maxrss``) are printed as one table row, with the image tokens per row and the prompt lengths of the pairs
@@ -69,12 +73,15 @@ def write_data(root: Path, n: int) -> None:
     (root / "pope.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pope))
 
 
-def build_model(out: Path, splitting: bool) -> None:
-    from unprior.models.real import build_smolvlm_256m
+def build_model(out: Path, kind: str, splitting: bool) -> None:
+    from unprior.models.real import build_qwen2_vl_2b, build_smolvlm_256m
     from unprior.models.tiny import save_model
 
     if not (out / "config.json").is_file():
-        model, processor = build_smolvlm_256m(splitting=splitting)
+        if kind == "qwen2-vl-2b":
+            model, processor = build_qwen2_vl_2b()
+        else:
+            model, processor = build_smolvlm_256m(splitting=splitting)
         save_model(model, processor, out)
 
 
@@ -89,7 +96,7 @@ def shapes(model_dir: Path, data: Path) -> dict:
     rows = json.loads((data / "data.json").read_text())
     prompts = [Prompt(r["conversations"][0]["value"].replace("<image>\n", ""),
                       Image.open(data / "images" / r["image"]).convert("RGB")) for r in rows]
-    image_token = processor.tokenizer.convert_tokens_to_ids("<image>")
+    image_token = processor.tokenizer.convert_tokens_to_ids(getattr(processor, "image_token", "<image>"))
     got = row_shapes(processor, prompts, image_token)
     return {"image_tokens": sorted({s.image for s in got}), "prompt": [min(s.prompt for s in got),
                                                                         max(s.prompt for s in got)]}
@@ -107,8 +114,9 @@ def stage(name: str, args: list[str], log: Path) -> dict:
     return {"stage": name, "seconds": round(seconds, 1), "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2), "rc": rc}
 
 
-def commands(model: Path, data: Path, run: Path, new_tokens: int, extra: list[str]) -> dict[str, list[str]]:
-    pairs = run / "pairs"
+def commands(model: Path, data: Path, run: Path, new_tokens: int, extra: list[str], pairs: Path | None = None
+             ) -> dict[str, list[str]]:
+    pairs = pairs or run / "pairs"
     return {
         "pairs": ["pairs", f"source={data / 'data.json'}", f"load.image_root={data / 'images'}", f"out={pairs}",
                   "overwrite=true", "progress=false",
@@ -132,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-new-tokens", type=int, default=16)
     ap.add_argument("--root", default="build/real_sizes")
     ap.add_argument("--set", action="append", default=[], help="extra key=value for unprior pairs")
+    ap.add_argument("--stage-set", action="append", default=[], metavar="STAGE:KEY=VALUE",
+                    help="extra key=value for one stage, e.g. train:lora.enabled=false or train:dtype=bfloat16")
+    ap.add_argument("--model", choices=["smolvlm-256m", "qwen2-vl-2b"], default="smolvlm-256m")
+    ap.add_argument("--name", default="",
+                    help="suffix of the run folder (a variant reusing the plain run's pairs)")
     ap.add_argument("--json", default="", help="append the rows to this JSON-lines file")
     args = ap.parse_args(argv)
 
@@ -139,13 +152,19 @@ def main(argv: list[str] | None = None) -> int:
     data = root / f"data-{args.images}"
     if not (data / "data.json").is_file():
         write_data(data, args.images)
-    model = root / f"smolvlm-256m-split-{args.splitting}"
-    build_model(model, args.splitting == "on")
-    run = root / f"run-{args.splitting}-{args.images}"
+    qwen = args.model == "qwen2-vl-2b"
+    model = root / ("qwen2-vl-2b" if qwen else f"smolvlm-256m-split-{args.splitting}")
+    build_model(model, args.model, args.splitting == "on")
+    base = root / (f"run-qwen2-vl-2b-{args.images}" if qwen else f"run-{args.splitting}-{args.images}")
+    run = base.with_name(f"{base.name}-{args.name}") if args.name else base
     run.mkdir(parents=True, exist_ok=True)
-    info = {"images": args.images, "splitting": args.splitting, **shapes(model, data), "set": args.set}
+    info = {"model": args.model, "images": args.images, "splitting": "-" if qwen else args.splitting,
+            **shapes(model, data), "set": args.set + args.stage_set, "name": args.name}
     print(json.dumps(info), flush=True)
-    cmds = commands(model, data, run, args.max_new_tokens, args.set)
+    cmds = commands(model, data, run, args.max_new_tokens, args.set, pairs=base / "pairs")
+    for item in args.stage_set:
+        name, _, setting = item.partition(":")
+        cmds[name].append(setting)
     for name in args.stages.split(","):
         row = {**info, **stage(name, cmds[name], run / f"{name}.log")}
         print(f"{name:>6}: {row['seconds']:8.1f} s  peak RSS {row['peak_rss_gb']:5.2f} GB  rc {row['rc']}", flush=True)
