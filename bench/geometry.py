@@ -8,7 +8,7 @@ Usage::
 Sides: ``trl`` (DPOTrainer, plain LM head, the baseline), ``trl_fused`` (DPOTrainer's own fused head),
 ``trl_shipped`` (DPOTrainer as shipped on CPU), ``unprior`` (shared prefix, cached reference), ``unprior_naive``
 (cached reference, prompt repeated per response), ``unprior_plain_head`` (``unprior`` with the LM head called as a
-module and a ``log_softmax`` + gather, the path :func:`unprior.score.logps.head_logps` takes for heads it cannot tile).
+module and a ``log_softmax`` + gather, the path :func:`unprior.forward.logps.head_logps` takes for heads it cannot tile).
 
 Per configuration (a preset with a number of negatives per row): one shared model and pairs file, the reference
 cache filled once (``unprior score``, timed on its own), then ``--repeats`` repetitions, each running every side in
@@ -204,10 +204,10 @@ def run_side(args: argparse.Namespace) -> dict:
     if args.side == "score":
         return run_score(args)
     if args.side == "unprior_plain_head":
-        import unprior.score.prefix
-        from unprior.score.logps import plain_head_logps
+        import unprior.forward.prefix
+        from unprior.forward.logps import plain_head_logps
 
-        unprior.score.prefix.head_logps = plain_head_logps
+        unprior.forward.prefix.head_logps = plain_head_logps
     return run_unprior(args, "naive" if args.side == "unprior_naive" else "prefix")
 
 

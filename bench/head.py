@@ -1,4 +1,4 @@
-"""The LM head + log-softmax alone: ``unprior.score.logps.head_logps`` against the plain path (the head called as a
+"""The LM head + log-softmax alone: ``unprior.forward.logps.head_logps`` against the plain path (the head called as a
 module, ``log_softmax`` + gather, logits kept for backward), for a trainable and a frozen (LoRA) head.
 
     python bench/head.py [--rows 450] [--width 256] [--vocab 151936] [--repeats 3]
@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from unprior.score.logps import head_logps, plain_head_logps
+from unprior.forward.logps import head_logps, plain_head_logps
 
 
 def measure(fn, args: argparse.Namespace, frozen: bool) -> dict[str, float]:

@@ -67,7 +67,7 @@ def timed(fn: Callable, phase: str, grad_label: bool = True) -> Callable:
 
 
 def _hf_models(models: Iterable[nn.Module | None]) -> list[nn.Module]:
-    from unprior.score.prefix import base_model
+    from unprior.forward.prefix import base_model
 
     found = []
     for model in models:
@@ -83,11 +83,11 @@ def install(models: Iterable[nn.Module | None], head_module: bool = True) -> Non
     """Hook the phases of every transformers model in ``models`` (the policy, TRL's reference) and the shared calls.
 
     ``head_module=False`` leaves the LM head module unhooked (unprior's side): a hooked head is called as a module,
-    which moves :func:`unprior.score.logps.head_logps` off its tiled path; ``head_logps`` itself is timed instead."""
+    which moves :func:`unprior.forward.logps.head_logps` off its tiled path; ``head_logps`` itself is timed instead."""
     import accelerate
     import accelerate.optimizer
 
-    import unprior.score.prefix
+    import unprior.forward.prefix
 
     for model in _hf_models(models):
         inner = model.model
@@ -98,7 +98,7 @@ def install(models: Iterable[nn.Module | None], head_module: bool = True) -> Non
         if head_module:
             _time_module(model.get_output_embeddings(), "head")
     for name in ("head_logps", "sequence_logps"):
-        setattr(unprior.score.prefix, name, timed(getattr(unprior.score.prefix, name), "head"))
+        setattr(unprior.forward.prefix, name, timed(getattr(unprior.forward.prefix, name), "head"))
     _install_trl_head()
     accelerate.Accelerator.backward = timed(accelerate.Accelerator.backward, "backward", grad_label=False)
     step = accelerate.optimizer.AcceleratedOptimizer.step

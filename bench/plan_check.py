@@ -4,7 +4,7 @@ the CPU, each in its own process, peak RSS minus the process's RSS before the mo
     nice -n 19 .venv/bin/python bench/plan_check.py [--out bench/results/plan_check.json]
     MALLOC_MMAP_THRESHOLD_=65536 nice -n 19 .venv/bin/python bench/plan_check.py   # RSS follows the live tensors
 
-Each configuration runs two optimizer steps of the shared-prefix forward (unprior.score.prefix.ResponseScorer) with
+Each configuration runs two optimizer steps of the shared-prefix forward (unprior.forward.prefix.ResponseScorer) with
 AdamW, as ``unprior train`` does, on a synthetic batch of its longest-row shape (docs/train.md, "Memory plan").
 """
 
@@ -85,7 +85,7 @@ def _measure(case: Case, queue) -> None:
     import torch
 
     from unprior import plan
-    from unprior.score.prefix import ResponseScorer
+    from unprior.forward.prefix import ResponseScorer
     from unprior.train.config import TrainConfig
     from unprior.train.model import build_policy, optimizer_groups
 

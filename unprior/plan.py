@@ -3,7 +3,7 @@
 Every term is a small pure function of the model's shape (read from its config on the meta device), the longest row
 of the pairs file (image tokens, prompt, responses) and the run's settings; docs/train.md ("Memory plan") shows the
 arithmetic for LLaVA-1.5-7B and Qwen2-VL-7B. The activation terms count the tensors autograd keeps for backward in
-the shared-prefix forward (docs/score.md; unprior/score/prefix.py), which tests/test_plan.py checks against
+the shared-prefix forward (docs/score.md; unprior/forward/prefix.py), which tests/test_plan.py checks against
 ``torch.autograd.graph.saved_tensors_hooks`` on tiny models, and the whole plan against measured peaks
 (bench/plan_check.py).
 
@@ -203,7 +203,7 @@ def row_tokens(row: RowShape) -> int:
 
 
 def head_bytes(text: TextShape, row: RowShape, run: RunShape) -> int:
-    """The tiled LM head (unprior/score/logps.py): a frozen head keeps ``∂logp/∂h`` (fp32, one hidden vector per
+    """The tiled LM head (unprior/forward/logps.py): a frozen head keeps ``∂logp/∂h`` (fp32, one hidden vector per
     response token); a trainable one keeps the hidden states. Never a vocabulary-sized tensor per token."""
     tokens = row.responses * row.response
     return tokens * text.hidden * 4
@@ -234,7 +234,7 @@ def reference_cache_bytes(rows: int, responses_per_row: int) -> int:
 
 
 HEAD_TILE_ELEMENTS = 1 << 24
-"""Logits elements per tile of the LM head (unprior/score/logps.py's ``HEAD_CHUNK_ELEMENTS``; a test keeps them
+"""Logits elements per tile of the LM head (unprior/forward/logps.py's ``HEAD_CHUNK_ELEMENTS``; a test keeps them
 equal)."""
 
 
@@ -419,7 +419,7 @@ def longest_row(path: str, model: str, *, max_length: int, kinds: tuple[str, ...
     None: every negative (score)."""
     from unprior.models.families import load_processor
     from unprior.pairs.schema import read_pairs
-    from unprior.score.batch import RowEncoder
+    from unprior.forward.batch import RowEncoder
 
     processor = load_processor(model, trust_remote_code=trust_remote_code)
     encoder = RowEncoder(processor, max_length)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from unprior.losses import Responses, SeqLogps, objective_loss
 from unprior.models.families import load_model
 from unprior.pairs.schema import read_pairs
-from unprior.score.batch import RowEncoder
+from unprior.forward.batch import RowEncoder
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
@@ -78,7 +78,7 @@ def test_plain_head_gives_trls_fused_kernel_log_probs_and_gradients():
 
 
 def test_plain_head_equals_head_logps():
-    from unprior.score.logps import head_logps, plain_head_logps
+    from unprior.forward.logps import head_logps, plain_head_logps
 
     torch.manual_seed(0)
     head, hidden, targets = torch.nn.Linear(8, 40), torch.randn(9, 8), torch.randint(0, 40, (9,))

@@ -9,7 +9,7 @@ from PIL import Image
 
 from unprior.models.families import load_model
 from unprior.pairs.schema import Negative, PairRow
-from unprior.score.batch import Dropped, RowEncoder
+from unprior.forward.batch import Dropped, RowEncoder
 
 from .helpers import png
 

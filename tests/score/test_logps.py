@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from unprior.score import logps
-from unprior.score.logps import head_logps, sequence_logps, token_logps
+from unprior.forward import logps
+from unprior.forward.logps import head_logps, sequence_logps, token_logps
 
 
 def test_token_logps_match_log_softmax_and_zero_outside_the_mask():

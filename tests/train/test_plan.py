@@ -81,7 +81,7 @@ def test_reference_cache_and_largest_batch():
 
 
 def test_head_tiles():
-    from unprior.score.logps import HEAD_CHUNK_ELEMENTS
+    from unprior.forward.logps import HEAD_CHUNK_ELEMENTS
 
     assert P.HEAD_TILE_ELEMENTS == HEAD_CHUNK_ELEMENTS
     assert P.head_transient_bytes(TEXT, ROW, 2) == 2 * (2 * 3 * 4) * 400 * 4  # 24 rows, under one tile
@@ -95,7 +95,7 @@ def _saved_bytes(lora_rank: int) -> tuple[int, int]:
 
     from unprior.models.families import family_tokenizer
     from unprior.models.tiny import build_tiny_llava
-    from unprior.score.prefix import ResponseScorer
+    from unprior.forward.prefix import ResponseScorer
     from unprior.train.config import TrainConfig
     from unprior.train.model import build_policy
 

@@ -69,10 +69,10 @@ from unprior.io import (
     write_rejected,
 )
 from unprior.pairs.schema import PairRow, iter_pairs, open_image, pairs_metadata, require_pairs_rows
-from unprior.score.batch import RowEncoder
+from unprior.forward.batch import RowEncoder
 from unprior.score.config import ScoreConfig
 from unprior.score.corrupt import CorruptionConfig, make_corrupter
-from unprior.score.prefix import ResponseScorer
+from unprior.forward.prefix import ResponseScorer
 
 REFERENCE_FORMAT_VERSION = 1
 REFERENCE_FILE = "reference.parquet"

@@ -27,7 +27,7 @@ from torch import Tensor
 from unprior.io import InputError
 from unprior.losses import Responses, SeqLogps
 from unprior.pairs.schema import PairRow
-from unprior.score.batch import ResponseBatch, RowEncoder
+from unprior.forward.batch import ResponseBatch, RowEncoder
 from unprior.score.corrupt import Corrupter
 from unprior.score.reference import Reference
 
@@ -119,7 +119,7 @@ class PreferenceData:
         reference: The loaded cache entry for this file (its rows are the usable ones).
         encoder: Encodes prompts and responses (same processor and ``max_length`` as the reference).
         kinds: The objective's negative kinds.
-        repeat_prompts: Collate for the naive forward (see :meth:`unprior.score.batch.RowEncoder.collate`).
+        repeat_prompts: Collate for the naive forward (see :meth:`unprior.forward.batch.RowEncoder.collate`).
         corrupt: With mDPO's conditional term, ``corrupt(row, image)`` (:func:`unprior.score.corrupt.make_corrupter`);
             ``reference`` must then hold the corrupted-image scores (rows without one are skipped and counted).
     """

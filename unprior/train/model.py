@@ -8,7 +8,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from torch import nn
 
-from unprior.score.prefix import enable_activation_checkpointing
+from unprior.forward.prefix import enable_activation_checkpointing
 from unprior.train.config import TrainConfig
 
 

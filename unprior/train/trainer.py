@@ -38,10 +38,10 @@ from unprior.losses import ObjectiveOutput, objective_loss
 from unprior.models.sft import cosine_lr
 from unprior.pairs.run import resolve_pairs
 from unprior.pairs.schema import read_pairs
-from unprior.score.batch import RowEncoder
+from unprior.forward.batch import RowEncoder
 from unprior.score.config import ScoreConfig
 from unprior.score.corrupt import make_corrupter
-from unprior.score.prefix import ResponseScorer
+from unprior.forward.prefix import ResponseScorer
 from unprior.score.reference import ensure_reference, load_reference
 from unprior.train.checkpoint import (
     checkpoint_dirs,

@@ -86,7 +86,7 @@ class ResponseBatch:
         return replace(self, **tensors, prompt={k: v.to(device) for k, v in self.prompt.items()})
 
     def inputs(self) -> dict[str, object]:
-        """Keyword arguments of :meth:`unprior.score.prefix.ResponseScorer.forward`."""
+        """Keyword arguments of :meth:`unprior.forward.prefix.ResponseScorer.forward`."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
