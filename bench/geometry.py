@@ -8,7 +8,8 @@ Usage::
 Sides: ``trl`` (DPOTrainer, plain LM head, the baseline), ``trl_fused`` (DPOTrainer's own fused head),
 ``trl_shipped`` (DPOTrainer as shipped on CPU), ``unprior`` (shared prefix, cached reference), ``unprior_naive``
 (cached reference, prompt repeated per response), ``unprior_plain_head`` (``unprior`` with the LM head called as a
-module and a ``log_softmax`` + gather, the path :func:`unprior.forward.logps.head_logps` takes for heads it cannot tile).
+module and a ``log_softmax`` + gather, the path :func:`unprior.forward.logps.head_logps` takes for heads it cannot
+tile).
 
 Per configuration (a preset with a number of negatives per row): one shared model and pairs file, the reference
 cache filled once (``unprior score``, timed on its own), then ``--repeats`` repetitions, each running every side in

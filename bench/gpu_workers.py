@@ -43,9 +43,9 @@ def build(args: dict[str, Any]) -> dict:
 
 def mean_lengths(model: Path, pairs: Path) -> dict[str, float]:
     """Mean prompt tokens (image tokens included) and mean response tokens, as unprior encodes them."""
+    from unprior.forward.batch import RowEncoder
     from unprior.models.families import load_processor
     from unprior.pairs.schema import read_pairs
-    from unprior.forward.batch import RowEncoder
 
     rows = read_pairs(pairs)
     encoded, _ = RowEncoder(load_processor(model), 4096).encode(list(enumerate(rows)))

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from unprior.cli import main
+from unprior.forward.batch import RowEncoder
+from unprior.forward.prefix import ResponseScorer
 from unprior.models.families import load_model
 from unprior.pairs.schema import read_pairs
 from unprior.score import reference as reference_module
-from unprior.forward.batch import RowEncoder
 from unprior.score.config import ScoreConfig
-from unprior.forward.prefix import ResponseScorer
 from unprior.score.reference import ensure_reference, load_reference
 
 from .helpers import make_rows, pairs_file

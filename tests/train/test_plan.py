@@ -93,9 +93,9 @@ def _saved_bytes(lora_rank: int) -> tuple[int, int]:
     """Bytes autograd keeps in one shared-prefix forward of a tiny LLaVA, and what the plan says."""
     from transformers import LlavaForConditionalGeneration
 
+    from unprior.forward.prefix import ResponseScorer
     from unprior.models.families import family_tokenizer
     from unprior.models.tiny import build_tiny_llava
-    from unprior.forward.prefix import ResponseScorer
     from unprior.train.config import TrainConfig
     from unprior.train.model import build_policy
 

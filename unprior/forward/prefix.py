@@ -15,9 +15,9 @@ families not in :data:`PREFIX_SUPPORT`, and as the reference the shared prefix i
 The shared prefix calls the model's parts directly: the multimodal base model (vision tower, projector, language
 model) for the prompt, then the language decoder for the continuations, and the LM head only at the positions that
 predict a response token, so neither pass materialises ``(tokens, vocabulary)`` logits for prompt or padding
-positions, and in row chunks that are recomputed in backward instead of kept (:func:`unprior.forward.logps.head_logps`).
-The naive path runs the whole model and keeps logits from the shortest prompt's end on, and takes the log-softmax
-only at response positions (:func:`unprior.forward.logps.token_logps`).
+positions, and in row chunks that are recomputed in backward instead of kept
+(:func:`unprior.forward.logps.head_logps`). The naive path runs the whole model and keeps logits from the shortest
+prompt's end on, and takes the log-softmax only at response positions (:func:`unprior.forward.logps.token_logps`).
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from torch import Tensor, nn
 from transformers.cache_utils import Cache, DynamicLayer
 from transformers.modeling_layers import GradientCheckpointingLayer
 
-from unprior.losses import SeqLogps
 from unprior.forward.batch import PER_TOKEN_KEYS
 from unprior.forward.logps import head_logps, sequence_logps
+from unprior.losses import SeqLogps
 
 Positions = Literal["1d", "mrope"]
 Method = Literal["auto", "prefix", "naive"]

@@ -54,6 +54,8 @@ import torch
 from PIL import Image
 
 from unprior.config import dump_yaml
+from unprior.forward.batch import RowEncoder
+from unprior.forward.prefix import ResponseScorer
 from unprior.guards import NonFiniteError, some_ids
 from unprior.io import (
     InputError,
@@ -69,10 +71,8 @@ from unprior.io import (
     write_rejected,
 )
 from unprior.pairs.schema import PairRow, iter_pairs, open_image, pairs_metadata, require_pairs_rows
-from unprior.forward.batch import RowEncoder
 from unprior.score.config import ScoreConfig
 from unprior.score.corrupt import CorruptionConfig, make_corrupter
-from unprior.forward.prefix import ResponseScorer
 
 REFERENCE_FORMAT_VERSION = 1
 REFERENCE_FILE = "reference.parquet"
