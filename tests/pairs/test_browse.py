@@ -15,7 +15,7 @@ from PIL import Image
 from unprior.cli import main
 from unprior.io import OutputExistsError
 from unprior.pairs.browse import BrowseConfig, write_browser
-from unprior.pairs.perturb import perturb_image
+from unprior.perturb import perturb_image
 
 from .browse_helpers import (
     CHOSEN_LOGP,

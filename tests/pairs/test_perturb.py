@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from unprior.pairs.perturb import (
+from unprior.perturb import (
     DEFAULT_NOISE_STEP,
     IMAGE_PERTURBATIONS,
     PROMPT_VIEWS,

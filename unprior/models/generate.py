@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from PIL import Image
 
+from unprior.perturb import diffusion_noise_tensor
+
 
 @dataclass(frozen=True)
 class Prompt:
@@ -89,8 +91,6 @@ def pixel_slices(enc: dict[str, torch.Tensor], n: int) -> list[slice]:
 def _noise_pixels(enc: dict[str, torch.Tensor], batch: Sequence[Prompt]) -> None:
     if not any(p.noise_step for p in batch):
         return
-    from unprior.pairs.perturb import diffusion_noise_tensor
-
     pixels = enc["pixel_values"]
     noised = pixels.clone()
     for p, rows in zip(batch, pixel_slices(enc, len(batch)), strict=True):

@@ -5,8 +5,6 @@ Modules (imported on demand, so ``import unprior.pairs`` stays cheap):
 - :mod:`unprior.pairs.schema`: the ``Sample`` every loader produces and the ``PairRow`` / ``Negative`` rows of a
   pairs dataset, with parquet and JSONL readers and writers.
 - :mod:`unprior.pairs.loaders`: one loader per source format, validation and a ``LoadReport`` of dropped rows.
-- :mod:`unprior.pairs.perturb`: seeded pure perturbations (diffusion noise, blur, patch masking, blank image) and
-  the NaPO prompt views (no image, no question).
 - :mod:`unprior.pairs.filters`: drop degenerate negatives (equal to chosen, empty, too long), with counts.
 - :mod:`unprior.pairs.export`: write TRL and LLaMA-Factory preference datasets.
 - :mod:`unprior.pairs.backends`: generation backends behind one protocol (``hf``, ``vllm``, ``openai``).

@@ -193,7 +193,7 @@ class ImageWeakeningConfig:
     """BPO negative type A: the generator answers from a weakened image (papers.md §1.2 step 2, §4 B1)."""
 
     perturbation: str = "diffusion_noise"
-    """Image perturbation: diffusion_noise (BPO), blur, patch_mask or blank (see ``unprior.pairs.perturb``)."""
+    """Image perturbation: diffusion_noise (BPO), blur, patch_mask or blank (see ``unprior.perturb``)."""
     params: dict[str, Any] | None = None
     """Keyword parameters of the perturbation, over its defaults: ``{t: 900}`` (diffusion step), ``{sigma: 3}``
     (blur), ``{ratio: 0.5, patch: 16}`` (patch_mask), ``{colour: white}`` (blank). Unset (null): the chosen
@@ -216,7 +216,7 @@ class ImageWeakeningConfig:
 
     def kwargs(self) -> dict[str, Any]:
         """The perturbation's keyword parameters: its defaults updated with ``params``."""
-        from unprior.pairs.perturb import perturbation_params
+        from unprior.perturb import perturbation_params
 
         return perturbation_params(self.perturbation, self.params)
 

@@ -469,7 +469,7 @@ def _preflight(cfg: PairsConfig) -> None:
         fail("image_weakening.params", "tensor-space noise takes only t (the processor's own normalisation is used)")
     from PIL import Image
 
-    from unprior.pairs.perturb import perturb_image
+    from unprior.perturb import perturb_image
 
     try:
         perturb_image(Image.new("RGB", (8, 8)), weak.perturbation, weak.kwargs(), seed=0)

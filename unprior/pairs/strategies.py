@@ -45,9 +45,9 @@ from unprior.pairs.config import (
     OriginalConfig,
     RulesConfig,
 )
-from unprior.pairs.perturb import drop_image, drop_question, perturb_image
 from unprior.pairs.rules import DatasetStats, image_key, rule_negatives, stable_seed
 from unprior.pairs.schema import Negative, Sample
+from unprior.perturb import drop_image, drop_question, perturb_image
 
 Negatives = list[list[Negative]]
 

@@ -13,11 +13,11 @@ tokens, do not change):
 - ``crop`` (mDPO's default, "Crop 0–20 %"): a random crop covering a share of the area drawn from
   ``[crop_min, crop_max]``, aspect ratio drawn log-uniformly from [3/4, 4/3], resized back to the full image size
   (bilinear), as a random-resized crop does.
-- ``noise``: BPO's forward diffusion to step ``noise_step`` (``unprior.pairs.perturb.diffusion_noise_image``) in the
+- ``noise``: BPO's forward diffusion to step ``noise_step`` (``unprior.perturb.diffusion_noise_image``) in the
   processor's normalised space (its ``image_mean`` / ``image_std``), i.e. the processor's pixel tensor noised as BPO
   and VCD do, up to rounding to 8-bit pixels, clipping to [0, 255] and the processor's later resize.
 - ``mask``: a random ``mask_ratio`` of an ``mask_grid`` × ``mask_grid`` grid of cells filled with black
-  (``unprior.pairs.perturb.patch_mask``).
+  (``unprior.perturb.patch_mask``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from unprior.config import check_range, fail
-from unprior.pairs.perturb import T_STEPS, diffusion_noise_image, patch_mask
+from unprior.perturb import T_STEPS, diffusion_noise_image, patch_mask
 
 Corrupter = Callable[[int, Image.Image], Image.Image]
 """``corrupt(row, image) -> corrupted image``: ``row`` is the row's position in the pairs file."""

@@ -5,7 +5,7 @@ perturbation for a weakened one), never a name taken from the pairs file, so eve
 the output folder and identical images (the world's describe and attribute rows share theirs) are written once.
 The originals are opened read-only and never copied as they are: a thumbnail is always a new, re-encoded file.
 
-Weakened images are not stored in a pairs file. They are regenerated with :func:`unprior.pairs.perturb.perturb_image`
+Weakened images are not stored in a pairs file. They are regenerated with :func:`unprior.perturb.perturb_image`
 from the negative's provenance (``perturbation``, ``params``, ``seed``, ``space``). With ``space: image`` this is the
 exact image the model answered from. With ``space: tensor`` the model saw noise added to its processor's normalised
 pixel tensor (after resizing, with a torch generator), so the page shows the same perturbation and strength in pixel
@@ -138,7 +138,7 @@ def _decode(ref: ImageRef, size: int) -> Image.Image:
 
 
 def _weaken(ref: ImageRef, spec: tuple[str, dict[str, Any], int, str]) -> Image.Image:
-    from unprior.pairs.perturb import perturb_image  # imports torch: only when there is something to weaken
+    from unprior.perturb import perturb_image  # imports torch: only when there is something to weaken
 
     name, params, seed, _ = spec
     return perturb_image(open_image(ref), name, dict(params), seed=seed)
