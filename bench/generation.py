@@ -49,10 +49,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from unprior.models.backends import Decoding
+    from unprior.models.backends.hf import HFBackend
     from unprior.models.generate import Prompt
     from unprior.models.real import build_smolvlm_256m
-    from unprior.pairs.backends import Decoding
-    from unprior.pairs.backends.hf import HFBackend
     from unprior.pairs.schema import Sample
 
     torch.set_num_threads(args.threads)

@@ -29,7 +29,7 @@ def _graph() -> dict[str, set[str]]:
 
 
 def _related(a: str, b: str) -> bool:
-    """A package and a module inside it (``unprior.pairs.backends`` loads ``.hf`` on demand, which imports it)."""
+    """A package and a module inside it (``unprior.models.backends`` loads ``.hf`` on demand, which imports it)."""
     return a.startswith(b + ".") or b.startswith(a + ".")
 
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
+from unprior.models.backends import BackendConfig
 from unprior.models.generate import Prompt, batch_cost, budget_batches, row_shapes, vision_merge
-from unprior.pairs.config import BackendConfig
 
 pytestmark = pytest.mark.slow
 

@@ -14,10 +14,9 @@ import openai
 import pytest
 from PIL import Image
 
+from unprior.models.backends import Backend, BackendConfig, Decoding, make_backend, model_revision
+from unprior.models.backends.openai import BackendError, OpenAIBackend
 from unprior.models.generate import Prompt
-from unprior.pairs.backends import Backend, Decoding, make_backend, model_revision
-from unprior.pairs.backends.openai import BackendError, OpenAIBackend
-from unprior.pairs.config import BackendConfig
 
 GREEDY = Decoding(max_new_tokens=4)
 
@@ -48,7 +47,7 @@ def test_model_revision_changes_with_the_weights(tmp_path: Path) -> None:
 
 
 def test_vllm_backend_is_import_guarded(monkeypatch) -> None:
-    from unprior.pairs.backends.vllm import VLLMBackend
+    from unprior.models.backends.vllm import VLLMBackend
 
     monkeypatch.setitem(sys.modules, "vllm", None)
     with pytest.raises(ImportError, match="pip install vllm"):
@@ -85,8 +84,8 @@ def _fake_vllm(calls: list) -> types.ModuleType:
 
 
 def test_vllm_backend_builds_multimodal_inputs(monkeypatch, tiny_model: Path) -> None:
+    from unprior.models.backends.vllm import VLLMBackend
     from unprior.models.families import load_processor
-    from unprior.pairs.backends.vllm import VLLMBackend
 
     calls: list = []
     vllm, sampling = _fake_vllm(calls)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from unprior.io import read_json
+from unprior.models.backends import Decoding
+from unprior.models.backends.hf import HFBackend
 from unprior.models.generate import Prompt
-from unprior.pairs.backends import Decoding
-from unprior.pairs.backends.hf import HFBackend
 from unprior.pairs.config import ErrorInjectionConfig, ImageWeakeningConfig, OriginalConfig
 from unprior.pairs.loaders import load_samples
 from unprior.pairs.run import iter_run_rows, run_pairs

@@ -1,4 +1,5 @@
-"""Generation backends for ``unprior eval run``: a :data:`~unprior.eval.registry.GenerateFn` from an ``EvalConfig``.
+"""Generation for ``unprior eval run``: a :data:`~unprior.eval.registry.GenerateFn` from an ``EvalConfig``, over
+the backends of :mod:`unprior.models.backends` (the ones ``unprior pairs`` uses).
 
 - ``hf``: transformers, batched with left padding through :func:`unprior.models.generate.generate` (the path the
   world report and ``unprior pairs`` use). ``model`` is a base model or a full checkpoint; ``adapter`` is a LoRA
@@ -22,6 +23,7 @@ from unprior.eval.config import EvalConfig
 from unprior.eval.registry import GenerateFn, Request
 from unprior.eval.runner import run_eval
 from unprior.io import InputError, read_json
+from unprior.models.backends import Backend, Decoding
 from unprior.pairs.schema import ImageProblem, open_image
 
 
@@ -83,87 +85,59 @@ def load_image(path: Path | None) -> Image.Image | None:
         raise InputError(f"benchmark image {e.detail}; shrink it or drop its item from the benchmark data") from None
 
 
-class HFGenerator:
-    """``hf`` backend: one batched ``generate`` call per runner batch; the model loads on the first call."""
+class EvalGenerator:
+    """``cfg.backend`` (:mod:`unprior.models.backends`, the backends ``unprior pairs`` uses) as a
+    :data:`GenerateFn` with ``cfg``'s decoding bound; the model loads on the first call.
+
+    ``hf`` loads with :func:`load_eval_model` (adapter merged); ``vllm`` serves the adapter as a LoRA request and
+    has no beam search here.
+    """
 
     def __init__(self, cfg: EvalConfig) -> None:
-        self.cfg = cfg
-        self.model: Any = None
-        self.processor: Any = None
-
-    def load(self) -> None:
-        if self.model is None:
-            cfg = self.cfg
-            self.model, self.processor = load_eval_model(base_model(cfg.model, cfg.adapter), cfg.adapter)
-
-    def __call__(self, requests: list[Request]) -> list[str]:
-        from unprior.models.generate import Prompt, generate
-
-        self.load()
-        cfg = self.cfg
-        prompts = [Prompt(r.prompt, load_image(r.image)) for r in requests]
-        return generate(self.model, self.processor, prompts, batch_size=max(1, len(prompts)),
-                        max_new_tokens=max(r.max_new_tokens for r in requests), do_sample=cfg.do_sample,
-                        temperature=cfg.temperature, top_p=cfg.top_p, num_beams=cfg.num_beams, seed=cfg.seed)
-
-
-class VLLMGenerator:
-    """``vllm`` backend: offline ``vllm.LLM``; the adapter, if any, is served as a LoRA request (not merged)."""
-
-    def __init__(self, cfg: EvalConfig) -> None:
-        if cfg.num_beams > 1:
+        if cfg.backend == "vllm" and cfg.num_beams > 1:
             raise BackendError("backend=vllm supports greedy and sampled decoding only; use backend=hf for "
                                "num_beams > 1")
         self.cfg = cfg
-        self.llm: Any = None
-        self.processor: Any = None
-        self.lora: Any = None
+        self.backend: Backend | None = None
 
-    def load(self) -> None:
-        if self.llm is not None:
-            return
-        try:
-            import vllm
-            from vllm.lora.request import LoRARequest
-        except ImportError:
-            raise BackendError("backend=vllm needs the vllm package (pip install vllm, on a CUDA machine); "
-                               "or use backend=hf") from None
-        from transformers import AutoProcessor
+    @property
+    def model(self) -> Any:
+        """The loaded transformers model (hf), or None before the first call."""
+        return getattr(self.backend, "model", None)
 
-        model = base_model(self.cfg.model, self.cfg.adapter)
-        self.processor = AutoProcessor.from_pretrained(model)
-        lora: dict[str, Any] = {}
-        if self.cfg.adapter:
-            rank = int(read_json(Path(self.cfg.adapter) / "adapter_config.json").get("r", 16))
-            lora = {"enable_lora": True, "max_lora_rank": max(rank, 8)}
-            self.lora = LoRARequest("adapter", 1, str(self.cfg.adapter))
-        self.llm = vllm.LLM(model=model, seed=self.cfg.seed, **lora)
+    def load(self) -> Backend:
+        if self.backend is None:
+            cfg = self.cfg
+            model = base_model(cfg.model, cfg.adapter)
+            if cfg.backend == "hf":
+                from unprior.models.backends.hf import HFBackend
+
+                net, processor = load_eval_model(model, cfg.adapter)
+                self.backend = HFBackend(net, processor, batch_size=cfg.batch_size, name_or_path=model)
+            else:
+                from unprior.models.backends.vllm import VLLMBackend
+
+                try:
+                    self.backend = VLLMBackend(model, batch_size=cfg.batch_size, adapter=cfg.adapter,
+                                               engine_args={"seed": cfg.seed})
+                except ImportError:
+                    raise BackendError("backend=vllm needs the vllm package (pip install vllm, on a CUDA machine); "
+                                       "or use backend=hf") from None
+        return self.backend
 
     def __call__(self, requests: list[Request]) -> list[str]:
-        from unprior.models.generate import chat_text
+        from unprior.models.generate import Prompt  # imports torch: only when there is something to generate
 
-        self.load()
-        import vllm
-
-        cfg = self.cfg
-        params = vllm.SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed,
-                                     max_tokens=max(r.max_new_tokens for r in requests))
-        inputs = []
-        for r in requests:
-            item: dict[str, Any] = {"prompt": chat_text(self.processor, r.prompt, r.image is not None)}
-            if r.image is not None:
-                item["multi_modal_data"] = {"image": load_image(r.image)}
-            inputs.append(item)
-        outputs = self.llm.generate(inputs, params, lora_request=self.lora, use_tqdm=False)
-        return [o.outputs[0].text.strip() for o in outputs]
-
-
-BACKENDS: dict[str, type] = {"hf": HFGenerator, "vllm": VLLMGenerator}
+        backend, cfg = self.load(), self.cfg
+        prompts = [Prompt(r.prompt, load_image(r.image)) for r in requests]
+        decoding = Decoding(max_new_tokens=max(r.max_new_tokens for r in requests), do_sample=cfg.do_sample,
+                            temperature=cfg.temperature, top_p=cfg.top_p, num_beams=cfg.num_beams)
+        return backend.generate(prompts, decoding, seed=cfg.seed)
 
 
 def make_generate_fn(cfg: EvalConfig) -> GenerateFn:
     """The ``cfg.backend`` generator with ``cfg``'s decoding bound; it loads the model on its first batch."""
-    return BACKENDS[cfg.backend](cfg)
+    return EvalGenerator(cfg)
 
 
 def model_info(adapter: str, backend: str) -> dict[str, Any]:

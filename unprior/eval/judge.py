@@ -4,7 +4,7 @@ Every answer is appended to a JSONL cache keyed by ``sha256(judge model, prompt)
 (or a run resumed after a kill) never asks again for a finished item and costs nothing. Transient failures
 (timeouts, dropped connections, HTTP 408/409/429/5xx) are retried with exponential backoff; other HTTP errors stop
 the run with the status and the server's message; a refused connection fails after two quick tries, naming the
-URL (the same policy as the pairs injector: :func:`unprior.pairs.backends.openai.call_with_retries`). The API key
+URL (the same client and policy as the pairs injector: :mod:`unprior.models.backends.openai`). The API key
 is read from the environment variable named in the config and is never logged or written, nor is any echo of it
 in a server's message.
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,13 +69,6 @@ def cache_key(model: str, prompt: str) -> str:
     return hashlib.sha256(json.dumps([model, prompt], ensure_ascii=False).encode()).hexdigest()
 
 
-def _openai_client(cfg: JudgeConfig) -> Any:
-    from openai import OpenAI  # imported here: only judge runs need the client
-
-    key = os.environ.get(cfg.api_key_env) or "EMPTY"
-    return OpenAI(base_url=cfg.base_url, api_key=key, timeout=cfg.timeout_s, max_retries=0)
-
-
 class Judge:
     """Ask a judge model, once per distinct (model, prompt), with retries.
 
@@ -100,7 +92,9 @@ class Judge:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = _openai_client(self.cfg)
+            from unprior.models.backends.openai import openai_client
+
+            self._client = openai_client(self.cfg.base_url, self.cfg.api_key_env, self.cfg.timeout_s)
         return self._client
 
     def cached(self, prompt: str) -> dict[str, Any] | None:
@@ -122,7 +116,7 @@ class Judge:
         return answer
 
     def _call(self, prompt: str) -> tuple[str, str]:
-        from unprior.pairs.backends.openai import call_with_retries  # one retry policy for every client
+        from unprior.models.backends.openai import call_with_retries  # one retry policy for every client
 
         def request() -> tuple[str, str]:
             resp = self.client.chat.completions.create(

@@ -7,7 +7,6 @@ Modules (imported on demand, so ``import unprior.pairs`` stays cheap):
 - :mod:`unprior.pairs.loaders`: one loader per source format, validation and a ``LoadReport`` of dropped rows.
 - :mod:`unprior.pairs.filters`: drop degenerate negatives (equal to chosen, empty, too long), with counts.
 - :mod:`unprior.pairs.export`: write TRL and LLaMA-Factory preference datasets.
-- :mod:`unprior.pairs.backends`: generation backends behind one protocol (``hf``, ``vllm``, ``openai``).
 - :mod:`unprior.pairs.rules`: dataset statistics and single common-but-wrong edits (error injection without an LLM).
 - :mod:`unprior.pairs.strategies`: the negative strategies (image_weakening, error_injection, rules, language_bias,
   vision_bias, original).

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from unprior.config import Renamed, check_choice, check_range, fail
+from unprior.models.backends import BackendConfig, Decoding
 
 FORMATS = ("auto", "unprior", "llava", "hf", "rlaifv", "trl")
 SCHEMA_FIELDS = ("id", "image", "prompt", "answer", "rejected")
@@ -60,48 +61,15 @@ class FilterConfig:
 
     max_words: int = 350
     """Drop negatives longer than this many whitespace-separated words (BPO drops samples with any completion over
-    350 words, papers.md §1.2 step 4); 0 disables the limit."""
+    350 words; docs/pairs.md, "Filters"); 0 disables the limit."""
 
     def validate(self) -> None:
         check_range(self, "max_words", lo=0)
 
 
-BACKENDS = ("hf", "vllm", "openai")
-
-
 @dataclass
-class DecodingConfig:
-    """How a strategy decodes (transformers ``generate`` / vLLM ``SamplingParams`` / OpenAI request fields)."""
-
-    max_new_tokens: int | None = None
-    """Answer length budget in tokens. null: a cap that follows the task, from the chosen answers' lengths (3 tokens
-    per word of the 95th-percentile answer, 32 to 1024: short for QA, long for detailed descriptions), printed at
-    the start of the run. The papers use 1024 for detailed descriptions."""
-    do_sample: bool = False
-    """Sample instead of greedy / beam search."""
-    temperature: float = 1.0
-    """Sampling temperature (used when do_sample)."""
-    top_p: float = 1.0
-    """Nucleus sampling mass (used when do_sample)."""
-    top_k: int = 0
-    """Top-k cut-off for sampling (0: off)."""
-    num_beams: int = 1
-    """Beam width (greedy beam search when do_sample is off). Not supported by the openai backend."""
-
-    def validate(self) -> None:
-        if self.max_new_tokens is not None:
-            check_range(self, "max_new_tokens", lo=1)
-        check_range(self, "temperature", lo=0.0)
-        check_range(self, "top_p", lo=0.0, hi=1.0)
-        check_range(self, "top_k", lo=0)
-        check_range(self, "num_beams", lo=1)
-        if self.do_sample and self.temperature == 0:
-            fail("temperature", "must be > 0 when do_sample is on (turn do_sample off for greedy decoding)")
-
-
-@dataclass
-class WeakeningDecoding(DecodingConfig):
-    """BPO image weakening decodes by sampling at temperature 0.2 (papers.md §1.2 step 2)."""
+class WeakeningDecoding(Decoding):
+    """BPO image weakening decodes by sampling at temperature 0.2 (docs/papers.md, BPO step 2)."""
 
     do_sample: bool = True
     """Sample instead of greedy / beam search."""
@@ -110,8 +78,8 @@ class WeakeningDecoding(DecodingConfig):
 
 
 @dataclass
-class InjectionDecoding(DecodingConfig):
-    """BPO's error injector samples at temperature 0.8, top-p 0.95 (papers.md §1.2 step 3)."""
+class InjectionDecoding(Decoding):
+    """BPO's error injector samples at temperature 0.8, top-p 0.95 (docs/papers.md, BPO step 3)."""
 
     do_sample: bool = True
     """Sample instead of greedy decoding."""
@@ -122,61 +90,11 @@ class InjectionDecoding(DecodingConfig):
 
 
 @dataclass
-class BiasDecoding(DecodingConfig):
-    """NaPO generates its biased answers greedily with 3 beams (papers.md §2.2)."""
+class BiasDecoding(Decoding):
+    """NaPO generates its biased answers greedily with 3 beams (docs/papers.md, NaPO part 1)."""
 
     num_beams: int = 3
     """Beam width (NaPO: 3)."""
-
-
-@dataclass
-class BackendConfig:
-    """A generation backend: a local model (hf, vllm) or an OpenAI-compatible chat endpoint (openai)."""
-
-    backend: str = "hf"
-    """hf (transformers generate, batched, left padded), vllm (offline engine; needs the vllm package), or openai
-    (any OpenAI-compatible chat endpoint: vLLM, SGLang, ``transformers serve``, OpenAI)."""
-    model: str = ""
-    """Local directory or hub id (hf, vllm), or the model name the endpoint serves (openai)."""
-    batch_size: int = 32
-    """Prompts per ``generate`` call (hf) or per engine call (vllm)."""
-    max_batch_tokens: int = 32_768
-    """hf: memory budget of one ``generate`` call, in positions: beams x (longest prompt + max_new_tokens) per row
-    plus the vision tower's patches (image tokens x pixel-shuffle / merge factor). A batch holds fewer than
-    ``batch_size`` prompts where it binds (SmolVLM with image splitting: 2 rows of 13 tiles). 0: batch_size alone
-    (docs/pairs.md, "Real sizes")."""
-    dtype: str = "auto"
-    """Weights dtype for hf / vllm: auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16, float16."""
-    device: str = "auto"
-    """hf device: auto (cuda if available, else cpu), cpu, cuda, cuda:N, mps."""
-    trust_remote_code: bool = False
-    """Allow custom modelling code from the model repository (hf, vllm)."""
-    engine_args: dict[str, Any] = field(default_factory=dict)
-    """Extra ``vllm.LLM(...)`` keyword arguments (tensor_parallel_size, gpu_memory_utilization, max_model_len, ...)."""
-    base_url: str = "http://127.0.0.1:8000/v1"
-    """openai: the endpoint's /v1 URL."""
-    api_key_env: str = "OPENAI_API_KEY"
-    """openai: environment variable holding the API key (unset: "EMPTY", for local servers). Never logged."""
-    timeout_s: float = 120.0
-    """openai: per-request timeout in seconds."""
-    max_retries: int = 6
-    """openai: retries of a transient failure (connection error, timeout, HTTP 408/409/429/5xx)."""
-    backoff_s: float = 2.0
-    """openai: first retry delay; doubles on each retry, capped at 60 s."""
-    concurrency: int = 8
-    """openai: requests in flight at once."""
-
-    def validate(self) -> None:
-        check_choice(self, "backend", BACKENDS)
-        check_choice(self, "dtype", ("auto", "float32", "bfloat16", "float16"))
-        check_range(self, "batch_size", lo=1)
-        check_range(self, "max_batch_tokens", lo=0)
-        check_range(self, "timeout_s", lo=0.001)
-        check_range(self, "max_retries", lo=0)
-        check_range(self, "backoff_s", lo=0.0)
-        check_range(self, "concurrency", lo=1)
-        if self.backend == "openai" and not self.base_url.startswith(("http://", "https://")):
-            fail("base_url", f"expected an http(s) URL, got {self.base_url!r}")
 
 
 @dataclass
@@ -190,7 +108,7 @@ class InjectorBackendConfig(BackendConfig):
 
 @dataclass
 class ImageWeakeningConfig:
-    """BPO negative type A: the generator answers from a weakened image (papers.md §1.2 step 2, §4 B1)."""
+    """BPO negative type A: the generator answers from a weakened image (docs/papers.md, BPO step 2 and B1)."""
 
     perturbation: str = "diffusion_noise"
     """Image perturbation: diffusion_noise (BPO), blur, patch_mask or blank (see ``unprior.perturb``)."""
@@ -223,11 +141,13 @@ class ImageWeakeningConfig:
 
 @dataclass
 class ErrorInjectionConfig:
-    """BPO negative type B: a text LLM rewrites the reference answer with plausible errors (papers.md §1.3)."""
+    """BPO negative type B: a text LLM rewrites the reference answer with plausible errors (docs/papers.md, BPO
+    step 3)."""
 
     template: str = "auto"
     """Prompt template: description (rewrite a description), qa (answer as if for a similar image), or auto
-    (description for describe/caption prompts and rows with ``task: describe``, else qa; papers.md §4 B6)."""
+    (description for describe/caption prompts and rows with ``task: describe``, else qa; docs/pairs.md, "Error
+    injection")."""
     decoding: InjectionDecoding = field(default_factory=InjectionDecoding)
 
     def validate(self) -> None:

@@ -43,8 +43,8 @@ import yaml
 
 from unprior.config import check_choice, check_range, describe_changes, fail, rename_keys, to_dict
 from unprior.io import InputError, atomic_write_bytes, read_json, read_jsonl, write_json, write_rejected
+from unprior.models.backends import BackendConfig
 from unprior.pairs.config import (
-    BackendConfig,
     BiasConfig,
     ErrorInjectionConfig,
     FilterConfig,
@@ -446,7 +446,7 @@ class _Backends:
 
     def get(self, role: str) -> Any:
         if role not in self.built:
-            from unprior.pairs.backends import make_backend
+            from unprior.models.backends import make_backend
 
             self.built[role] = make_backend(getattr(self.cfg, role))
         return self.built[role]

@@ -36,8 +36,8 @@ from typing import Any
 
 from PIL import Image
 
+from unprior.models.backends import Backend, Decoding
 from unprior.models.generate import Prompt
-from unprior.pairs.backends import Backend, Decoding
 from unprior.pairs.config import (
     BiasConfig,
     ErrorInjectionConfig,
@@ -115,7 +115,7 @@ def image_weakening(
     """BPO negative type A: sample an answer from the weakened image (see the module docstring on B1)."""
     backend = _require(ctx.generator, "generator", "image_weakening")
     space = weakening_space(cfg, backend)
-    decoding = Decoding.from_config(cfg.decoding)
+    decoding = cfg.decoding
     prompts, extra = [], []
     params = cfg.kwargs()
     for s, im in zip(samples, images, strict=True):
@@ -152,7 +152,7 @@ def _bias(
     ctx: StrategyContext,
 ) -> Negatives:
     backend = _require(ctx.generator, "generator", strategy)
-    decoding = Decoding.from_config(cfg.decoding)
+    decoding = cfg.decoding
     # Deterministic decoding gives one answer per distinct (text, image): rows sharing an image (vision_bias) or a
     # question (language_bias) are generated once.
     unique: dict[tuple[str, str | None], int] = {}
@@ -262,7 +262,7 @@ def error_injection(samples, images, cfg: ErrorInjectionConfig, ctx: StrategyCon
     """BPO negative type B: a text LLM rewrites the reference answer with plausible errors."""
     del images
     backend = _require(ctx.injector, "injector", "error_injection")
-    decoding = Decoding.from_config(cfg.decoding)
+    decoding = cfg.decoding
     names = [injection_template(s, cfg.template) for s in samples]
     prompts = [
         Prompt(TEMPLATES[n].format(question=s.prompt, answer=s.answer)) for s, n in zip(samples, names, strict=True)

@@ -1,8 +1,8 @@
 """The ``openai`` backend: any OpenAI-compatible chat endpoint (vLLM, SGLang, ``transformers serve``, OpenAI).
 
-It is the default home of BPO's text-LLM error injector (papers.md §1.2 step 3): each prompt is one chat request,
-``concurrency`` of them in flight. Images, when a prompt has one, go as a base64 PNG ``image_url`` part, so a
-multimodal server can also act as the generator (image weakening then noises the PIL image).
+It is the default home of BPO's text-LLM error injector (docs/papers.md, BPO step 3): each prompt is one chat
+request, ``concurrency`` of them in flight. Images, when a prompt has one, go as a base64 PNG ``image_url`` part, so
+a multimodal server can also act as the generator (image weakening then noises the PIL image).
 
 Resilience: the key is read from the environment variable ``api_key_env`` (never logged); each request has a
 timeout; transient failures (timeouts, dropped connections, HTTP 408/409/429/5xx) are retried with exponential
@@ -11,7 +11,8 @@ with the status and the server's message (an auth error hints at the key variabl
 listens at ``base_url``) is not worth minutes of backoff: it is tried :data:`CONNECT_TRIES` times, half a second
 apart, then the run stops with one line naming the URL, and the other requests in flight stop with it. Every
 message from a server passes :func:`unprior.guards.redact` first, so a server that echoes the key never gets it
-printed (docs/pairs.md, "Endpoints").
+printed (docs/pairs.md, "Endpoints"). The eval judge (:mod:`unprior.eval.judge`) uses the same client
+(:func:`openai_client`) and retry policy (:func:`call_with_retries`).
 """
 
 from __future__ import annotations
@@ -27,9 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from unprior.guards import redact
+from unprior.models.backends import BackendConfig, Decoding
 from unprior.models.generate import Prompt
-from unprior.pairs.backends import Decoding
-from unprior.pairs.config import BackendConfig
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
@@ -61,6 +61,14 @@ def request_messages(p: Prompt) -> list[dict[str, Any]]:
         parts = [image_part(p.image)] + ([{"type": "text", "text": p.text}] if p.text else [])
         messages.append({"role": "user", "content": parts})
     return messages
+
+
+def openai_client(base_url: str, api_key_env: str, timeout_s: float) -> Any:
+    """An ``openai.OpenAI`` client with the key from ``$api_key_env`` ("EMPTY" when unset, for local servers) and
+    no retries of its own (:func:`call_with_retries` does them)."""
+    from openai import OpenAI  # imported here: only endpoint runs need the client
+
+    return OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or "EMPTY", timeout=timeout_s, max_retries=0)
 
 
 def classify_error(error: Exception, secret: str | None = None) -> tuple[bool, str]:
@@ -190,10 +198,7 @@ class OpenAIBackend:
     @property
     def client(self) -> Any:
         if self._client is None:
-            from openai import OpenAI
-
-            key = os.environ.get(self.api_key_env) or "EMPTY"
-            self._client = OpenAI(base_url=self.base_url, api_key=key, timeout=self.timeout_s, max_retries=0)
+            self._client = openai_client(self.base_url, self.api_key_env, self.timeout_s)
         return self._client
 
     def info(self) -> dict[str, Any]:
@@ -208,7 +213,7 @@ class OpenAIBackend:
         kwargs: dict[str, Any] = {
             "model": self.model,
             "messages": request_messages(p),
-            "max_tokens": decoding.max_new_tokens,
+            "max_tokens": decoding.budget,
             "temperature": decoding.temperature if decoding.do_sample else 0.0,
         }
         if decoding.do_sample:

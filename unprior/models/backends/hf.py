@@ -1,7 +1,8 @@
 """The ``hf`` backend: transformers ``generate``, batched with left padding, on any local or hub model.
 
 Vision-language models load through ``AutoModelForImageTextToText`` and the processor through
-:func:`unprior.models.families.load_processor` (which also handles Qwen-VL without torchvision, platform.md §2).
+:func:`unprior.models.families.load_processor` (which also handles Qwen-VL without torchvision; docs/pairs.md,
+"Model families").
 A checkpoint that is not an image-text-to-text model is loaded as a causal LM with its tokenizer, for text prompts
 (the error injector's LLM).
 """
@@ -13,9 +14,8 @@ from typing import Any
 
 import torch
 
+from unprior.models.backends import BackendConfig, Decoding, model_revision
 from unprior.models.generate import Prompt, generate
-from unprior.pairs.backends import Decoding, model_revision
-from unprior.pairs.config import BackendConfig
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -94,7 +94,7 @@ class HFBackend:
             prompts,
             batch_size=self.batch_size,
             max_batch_tokens=self.max_batch_tokens,
-            max_new_tokens=decoding.max_new_tokens,
+            max_new_tokens=decoding.budget,
             do_sample=decoding.do_sample,
             temperature=decoding.temperature,
             top_p=decoding.top_p,

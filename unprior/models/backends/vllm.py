@@ -2,12 +2,13 @@
 
 Prompts are rendered with the model's own chat template (through its transformers processor or tokenizer, the same
 text the ``hf`` backend builds) and passed as ``{"prompt": text, "multi_modal_data": {"image": PIL}}``, batched by
-handing vLLM the whole list (peers.md §2.8). Sampling and greedy decoding go through ``LLM.generate`` with
-``SamplingParams``; beam search (NaPO's 3 beams) through ``LLM.beam_search``.
+handing vLLM the whole list. Sampling and greedy decoding go through ``LLM.generate`` with
+``SamplingParams``; beam search (NaPO's 3 beams) through ``LLM.beam_search``. A LoRA ``adapter`` (``unprior eval
+run``) is served as a ``LoRARequest``, not merged.
 
 vLLM preprocesses images itself, so noise cannot be added to the processor's pixel tensor: image weakening noises
 the PIL image instead (``space: image``), which matches tensor-space noise up to clipping and resizing
-(``unprior.pairs.perturb.diffusion_noise_image``).
+(``unprior.perturb.diffusion_noise_image``).
 
 The import is guarded: this module imports without vLLM, and :class:`VLLMBackend` raises an ImportError that says
 what to install.
@@ -16,11 +17,12 @@ what to install.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+from unprior.io import read_json
+from unprior.models.backends import BackendConfig, Decoding, model_revision
 from unprior.models.generate import Prompt, chat_text
-from unprior.pairs.backends import Decoding, model_revision
-from unprior.pairs.config import BackendConfig
 
 
 def import_vllm() -> Any:
@@ -44,6 +46,7 @@ class VLLMBackend:
         batch_size: Prompts handed to one ``LLM.generate`` call (vLLM schedules them itself; this bounds memory
             for images and the progress-bar granularity).
         engine_args: Extra ``vllm.LLM`` keyword arguments.
+        adapter: A PEFT LoRA adapter directory trained on ``model``, applied to every request.
         llm: An already built engine (tests pass a stand-in).
         processor: What renders the chat template (default: loaded from ``model``).
     """
@@ -59,14 +62,22 @@ class VLLMBackend:
         trust_remote_code: bool = False,
         batch_size: int = 256,
         engine_args: dict[str, Any] | None = None,
+        adapter: str = "",
         llm: Any = None,
         processor: Any = None,
     ) -> None:
         self.vllm = import_vllm()
         self.model_name = model
         self.batch_size = batch_size
+        args = dict(engine_args or {})  # e.g. limit_mm_per_prompt, max_model_len, tensor_parallel_size
+        self.lora: dict[str, Any] = {}
+        if adapter:
+            from vllm.lora.request import LoRARequest
+
+            rank = int(read_json(Path(adapter) / "adapter_config.json").get("r", 16))
+            args.update(enable_lora=True, max_lora_rank=max(rank, 8))
+            self.lora = {"lora_request": LoRARequest("adapter", 1, str(adapter))}
         if llm is None:
-            args = dict(engine_args or {})  # e.g. limit_mm_per_prompt, max_model_len, tensor_parallel_size
             llm = self.vllm.LLM(model=model, dtype=dtype, trust_remote_code=trust_remote_code, **args)
         self.llm = llm
         if processor is None:
@@ -97,7 +108,7 @@ class VLLMBackend:
     def _beam_texts(self, inputs: list[dict[str, Any]], decoding: Decoding) -> list[str]:
         from vllm.sampling_params import BeamSearchParams
 
-        params = BeamSearchParams(beam_width=decoding.num_beams, max_tokens=decoding.max_new_tokens)
+        params = BeamSearchParams(beam_width=decoding.num_beams, max_tokens=decoding.budget)
         tokenizer = self.llm.get_tokenizer()
         texts = []
         for out in self.llm.beam_search(inputs, params):
@@ -123,13 +134,13 @@ class VLLMBackend:
             else:
                 params = self.vllm.SamplingParams(
                     n=1,
-                    max_tokens=decoding.max_new_tokens,
+                    max_tokens=decoding.budget,
                     temperature=decoding.temperature if decoding.do_sample else 0.0,
                     top_p=decoding.top_p if decoding.do_sample else 1.0,
                     top_k=(decoding.top_k or -1) if decoding.do_sample else -1,
                     seed=seed,
                 )
-                results = self.llm.generate(inputs, params, use_tqdm=False)
+                results = self.llm.generate(inputs, params, use_tqdm=False, **self.lora)
                 texts = [r.outputs[0].text for r in results]
             out += [t.strip() for t in texts]
             if on_batch is not None:
