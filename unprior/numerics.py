@@ -16,11 +16,17 @@ files, so a model trained on other kernels is never reused as if it were the sam
 The variables are read lazily by the libraries (at their first kernel call), so pinning works even when torch was
 imported first, as long as no CPU kernel ran yet; :func:`numerics_signature` reports the capability ATen really
 uses. Thread count also changes summation order; it is part of the signature.
+
+Two small pieces of the same promise that every layer shares: :func:`stable_seed` (a seed from any values, the same
+in every process and on every machine) and :func:`cosine_lr` (the warm-up + cosine learning-rate schedule of the
+base model's SFT and of ``unprior train``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import math
 import os
 import platform
 from collections.abc import Iterator
@@ -92,3 +98,17 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def stable_seed(*parts: object) -> int:
+    """A 63-bit seed from any values, stable across processes and machines (unlike ``hash``)."""
+    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def cosine_lr(step: int, total: int, warmup: int, peak: float) -> float:
+    """Linear warm-up to ``peak`` over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))

@@ -7,13 +7,14 @@ linear warm-up and cosine decay. Used to train the world's base model; simple en
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from unprior.numerics import cosine_lr
 
 IGNORE = -100
 
@@ -117,14 +118,6 @@ def answer_nll(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.
     logits = model(**inputs, use_cache=False).logits[:, :-1]
     target = batch["labels"][:, 1:]
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), target.reshape(-1), ignore_index=IGNORE)
-
-
-def cosine_lr(step: int, total: int, warmup: int, peak: float) -> float:
-    """Linear warm-up to ``peak`` over ``warmup`` steps, then cosine decay to 0 at ``total``."""
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def sft(

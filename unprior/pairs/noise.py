@@ -35,7 +35,7 @@ import numpy as np
 
 from unprior.config import check_choice, check_range, fail
 from unprior.io import InputError, write_json
-from unprior.pairs.rules import stable_seed
+from unprior.numerics import stable_seed
 from unprior.pairs.schema import (
     NEGATIVE_KINDS,
     Negative,

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from unprior.numerics import stable_seed
 from unprior.pairs.schema import Sample
 
 COLOUR_WORDS = (
@@ -63,12 +64,6 @@ COCO_OBJECTS = (
 """Object names the answer scan looks for (the COCO detection categories)."""
 
 NUMBER_WORDS = ("one", "two", "three", "four", "five", "six")
-
-
-def stable_seed(*parts: object) -> int:
-    """A 63-bit seed from any values, stable across processes and machines (unlike ``hash``)."""
-    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
 
 
 def article(word: str) -> str:

@@ -44,6 +44,7 @@ import yaml
 from unprior.config import check_choice, check_range, describe_changes, fail, rename_keys, to_dict
 from unprior.io import InputError, atomic_write_bytes, read_json, read_jsonl, write_json, write_rejected
 from unprior.models.backends import BackendConfig
+from unprior.numerics import stable_seed
 from unprior.pairs.config import (
     BiasConfig,
     ErrorInjectionConfig,
@@ -168,8 +169,6 @@ def part_name(index: int) -> str:
 
 def shard_of(sample_id: str, num_shards: int) -> int:
     """The shard a sample belongs to: a stable hash of its id (independent of the source's row order)."""
-    from unprior.pairs.rules import stable_seed
-
     return stable_seed("shard", sample_id) % num_shards
 
 
@@ -349,8 +348,6 @@ def generate_part(samples: Sequence[Any], cfg: PairsConfig, ctx: Any, part_seed:
 
 
 def _mix(*parts: object) -> int:
-    from unprior.pairs.rules import stable_seed
-
     return stable_seed(*parts) % (2**31)
 
 

@@ -38,6 +38,7 @@ from PIL import Image
 
 from unprior.models.backends import Backend, Decoding
 from unprior.models.generate import Prompt
+from unprior.numerics import stable_seed
 from unprior.pairs.config import (
     BiasConfig,
     ErrorInjectionConfig,
@@ -45,7 +46,7 @@ from unprior.pairs.config import (
     OriginalConfig,
     RulesConfig,
 )
-from unprior.pairs.rules import DatasetStats, image_key, rule_negatives, stable_seed
+from unprior.pairs.rules import DatasetStats, image_key, rule_negatives
 from unprior.pairs.schema import Negative, Sample
 from unprior.perturb import drop_image, drop_question, perturb_image
 

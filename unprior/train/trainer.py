@@ -37,7 +37,7 @@ from unprior.forward.prefix import ResponseScorer
 from unprior.guards import NonFiniteError, json_line
 from unprior.io import InputError, read_json, write_rejected
 from unprior.losses import ObjectiveOutput, objective_loss
-from unprior.models.sft import cosine_lr
+from unprior.numerics import cosine_lr
 from unprior.pairs.run import resolve_pairs
 from unprior.pairs.schema import read_pairs
 from unprior.score.config import ScoreConfig

@@ -40,7 +40,7 @@ from unprior.io import (
     write_json,
     write_jsonl,
 )
-from unprior.numerics import numerics_signature
+from unprior.numerics import cosine_lr, numerics_signature
 from unprior.world.config import VisionPretrainConfig
 
 VISION_FORMAT_VERSION = 1
@@ -111,7 +111,6 @@ class AttributeHeads(torch.nn.Module):
 def pretrain_tower(tower: torch.nn.Module, pixels: torch.Tensor, cat: torch.Tensor, col: torch.Tensor,
                    cells_per_row: int, cfg: VisionPretrainConfig, log=print) -> list[dict[str, Any]]:
     """Train ``tower`` (in place) with the attribute heads; returns the loss log (the heads are thrown away)."""
-    from unprior.models.sft import cosine_lr
     from unprior.world.spec import CATEGORY_NAMES, COLOUR_NAMES
 
     torch.manual_seed(cfg.seed + 1)
