@@ -5,11 +5,11 @@ the processor, which expands the image placeholder into the family's image token
 (``pixel_values``, ``image_grid_thw``, ``pixel_attention_mask``, ...). Rows are processed a batch at a time, in one
 processor call, so the processor pads and stacks each family's pixel tensors its own way. Every response (the chosen
 answer and each negative) is tokenised on its own as ``text + eos`` and appended to the prompt, whatever perturbation
-produced it: NaPO scores every response against the full original prompt with the original image (papers.md §2.2).
+produced it: NaPO scores every response against the full original prompt with the original image (docs/papers.md,
+NaPO part 2).
 
-Truncation never cuts image tokens (peers.md §4 item 9): a response longer than ``max_length − prompt length`` is cut
-from the end, and a row whose prompt leaves no room for a single response token is dropped with a reason, before any
-model runs.
+Truncation never cuts image tokens: a response longer than ``max_length − prompt length`` is cut from the end, and a
+row whose prompt leaves no room for a single response token is dropped with a reason, before any model runs.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from unprior.models.generate import chat_text
 from unprior.pairs.schema import ImageProblem, PairRow, open_image
 
 PER_TOKEN_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
@@ -107,10 +108,7 @@ class RowEncoder:
     def template(self, text: str) -> str:
         """The chat-templated user turn (image part + ``text``) with the generation prompt; cached per text."""
         if text not in self._templated:
-            messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
-            self._templated[text] = self.processor.apply_chat_template(
-                messages, add_generation_prompt=True, tokenize=False
-            )
+            self._templated[text] = chat_text(self.processor, text, True)
         return self._templated[text]
 
     def process(self, texts: Sequence[str], images: Sequence[Image.Image]) -> dict[str, Tensor]:

@@ -5,11 +5,11 @@ from the processor, images through the processor, one ``generate`` call per batc
 
 Beyond plain prompts it covers what the negative strategies need:
 
-- BPO image weakening on the *processor's pixel tensor* (papers.md §1.2 step 2): a prompt with ``noise_step = t``
+- BPO image weakening on the *processor's pixel tensor* (docs/papers.md, BPO step 2): a prompt with ``noise_step = t``
   gets forward-diffusion noise at step ``t`` on its own rows of ``pixel_values``, drawn from a generator seeded with
   its ``noise_seed``, so the noise does not depend on which other prompts share the batch;
-- NaPO's views (§2.2): a prompt without an image (no image token at all, N6) and an image with an empty question
-  (the user turn is the image alone, N7);
+- NaPO's views (docs/papers.md, NaPO part 1): a prompt without an image (no image token at all, N6) and an image
+  with an empty question (the user turn is the image alone, N7);
 - text-only causal LMs (the error injector's LLM): pass the tokenizer as ``processor``.
 """
 
@@ -41,26 +41,24 @@ class Prompt:
     """Seed of that noise (one ``torch.Generator`` per prompt)."""
 
 
-def chat_messages(text: str, has_image: bool, system: str | None = None) -> list[dict[str, Any]]:
-    """The chat for one user turn: ``[image part][text part]`` with an image, a plain string without one.
+def chat_messages(text: str, image: dict[str, Any] | None = None, system: str | None = None) -> list[dict[str, Any]]:
+    """The chat for one user turn: ``[image part][text part]`` with an image part, a plain string without one.
 
-    An empty ``text`` with an image gives a user turn holding only the image (NaPO's vision-biased prompt).
-    Text-only turns use string content, which every chat template accepts.
+    ``image`` is the image's content part: ``{"type": "image"}`` for a chat template (the processor expands it) or
+    an ``image_url`` part for an OpenAI endpoint. An empty ``text`` with an image gives a user turn holding only the
+    image (NaPO's vision-biased prompt). Text-only turns use string content, which every chat template accepts.
     """
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
-    if has_image:
-        parts: list[dict[str, str]] = [{"type": "image"}]
-        if text:
-            parts.append({"type": "text", "text": text})
-        messages.append({"role": "user", "content": parts})
-    else:
+    if image is None:
         messages.append({"role": "user", "content": text})
+    else:
+        messages.append({"role": "user", "content": [image] + ([{"type": "text", "text": text}] if text else [])})
     return messages
 
 
 def chat_text(processor, text: str, has_image: bool, system: str | None = None) -> str:
     """The templated prompt string (generation prompt added) for ``processor`` (a processor or a tokenizer)."""
-    messages = chat_messages(text, has_image, system)
+    messages = chat_messages(text, {"type": "image"} if has_image else None, system)
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 

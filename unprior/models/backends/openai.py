@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from unprior.guards import redact
 from unprior.models.backends import BackendConfig, Decoding
-from unprior.models.generate import Prompt
+from unprior.models.generate import Prompt, chat_messages
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
@@ -50,17 +50,6 @@ def image_part(image: Any) -> dict[str, Any]:
     image.save(buf, format="PNG")
     url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
     return {"type": "image_url", "image_url": {"url": url}}
-
-
-def request_messages(p: Prompt) -> list[dict[str, Any]]:
-    """Chat messages for one prompt (text only: string content; with an image: image part, then text part)."""
-    messages: list[dict[str, Any]] = [{"role": "system", "content": p.system}] if p.system else []
-    if p.image is None:
-        messages.append({"role": "user", "content": p.text})
-    else:
-        parts = [image_part(p.image)] + ([{"type": "text", "text": p.text}] if p.text else [])
-        messages.append({"role": "user", "content": parts})
-    return messages
 
 
 def openai_client(base_url: str, api_key_env: str, timeout_s: float) -> Any:
@@ -212,7 +201,7 @@ class OpenAIBackend:
     def _request(self, p: Prompt, decoding: Decoding, seed: int) -> str:
         kwargs: dict[str, Any] = {
             "model": self.model,
-            "messages": request_messages(p),
+            "messages": chat_messages(p.text, None if p.image is None else image_part(p.image), p.system),
             "max_tokens": decoding.budget,
             "temperature": decoding.temperature if decoding.do_sample else 0.0,
         }
