@@ -4,7 +4,7 @@ official BPO and NaPO scripts generate) against unprior's batches, per strategy,
     nice -n 19 .venv/bin/python bench/generation.py --images 8 [--splitting off] [--json out.json]
 
 Both modes run the real strategies (``unprior.pairs.strategies``) through the ``hf`` backend on the same random-weight
-SmolVLM-256M-Instruct architecture (unprior/models/real.py) and photos (bench/real_sizes.py); the only difference is
+SmolVLM-256M-Instruct architecture (bench/real_models.py) and photos (bench/real_sizes.py); the only difference is
 the backend's batching (``batch_size=1`` vs ``batch_size``, ``max_batch_tokens``). Rows/s, generated tokens/s and
 vision-tower passes (tiles encoded) per strategy and mode are printed with their ratio. The strategies alternate
 modes, and which goes first, so that machine load affects both alike. Random weights emit EOS at random, so the
@@ -49,10 +49,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from bench.real_models import build_smolvlm_256m
     from unprior.models.backends import Decoding
     from unprior.models.backends.hf import HFBackend
     from unprior.models.generate import Prompt
-    from unprior.models.real import build_smolvlm_256m
     from unprior.pairs.schema import Sample
 
     torch.set_num_threads(args.threads)

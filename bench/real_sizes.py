@@ -1,6 +1,6 @@
 """The pipeline at real model sizes: ``unprior pairs``, ``score``, ``train`` and ``eval run`` on a random-weight model
 of SmolVLM-256M-Instruct's (image splitting on and off) or Qwen2-VL-2B-Instruct's exact architecture
-(unprior/models/real.py), on varied photos.
+(bench/real_models.py), on varied photos.
 
     nice -n 19 .venv/bin/python bench/real_sizes.py --images 16 --splitting off
     nice -n 19 .venv/bin/python bench/real_sizes.py --images 4 --splitting on --stages pairs \\
@@ -74,7 +74,8 @@ def write_data(root: Path, n: int) -> None:
 
 
 def build_model(out: Path, kind: str, splitting: bool) -> None:
-    from unprior.models.real import build_qwen2_vl_2b, build_smolvlm_256m
+    from real_models import build_qwen2_vl_2b, build_smolvlm_256m
+
     from unprior.models.tiny import save_model
 
     if not (out / "config.json").is_file():

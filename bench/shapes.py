@@ -152,7 +152,8 @@ def _qwen2_vl(shape: Shape, tokenizer, dtype):
     import torch
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
 
-    from unprior.models.families import Qwen2VLProcessorNoVideo, _qwen_ids
+    from unprior.models.families import Qwen2VLProcessorNoVideo
+    from unprior.models.tiny import qwen_ids
 
     head_dim = shape.text_hidden // shape.text_heads
     section = [head_dim // 4, head_dim // 8, head_dim // 8]  # sums to head_dim / 2 (Qwen2-VL: 16/24/24 of 64)
@@ -162,7 +163,7 @@ def _qwen2_vl(shape: Shape, tokenizer, dtype):
     vision = {"depth": shape.vision_layers, "embed_dim": shape.vision_hidden, "hidden_size": shape.text_hidden,
               "num_heads": max(1, shape.vision_hidden // 64), "patch_size": 14, "spatial_merge_size": 2,
               "temporal_patch_size": 2}
-    config = Qwen2VLConfig(text_config=text, vision_config=vision, **_qwen_ids(tokenizer))
+    config = Qwen2VLConfig(text_config=text, vision_config=vision, **qwen_ids(tokenizer))
     torch.manual_seed(0)
     model = Qwen2VLForConditionalGeneration._from_config(config, dtype=dtype)
     most = 28 * 28 * 4 * shape.image_tokens  # any image of this shape's sizes keeps its own size
@@ -211,8 +212,7 @@ def build(shape: Shape, root: Path, n_rows: int, seed: int = 0, device: str = "c
     exist."""
     from PIL import Image
 
-    from unprior.models.families import family_tokenizer
-    from unprior.models.tiny import save_model
+    from unprior.models.tiny import family_tokenizer, save_model
     from unprior.pairs.schema import Negative, PairRow, write_pairs
 
     model_dir, pairs = root / "model", root / "pairs.parquet"

@@ -78,7 +78,7 @@ def test_gpu_sh_dry_run(tmp_path):
 
 
 def test_the_7b_shape_is_llava_1_5_7b():
-    from unprior.models.families import family_tokenizer
+    from unprior.models.tiny import family_tokenizer
 
     shape = shapes.PRESETS["llava15_7b"]
     model, _ = shapes.build_model(shape, family_tokenizer("llava", shapes.WORDS), device="meta", dtype="bfloat16")

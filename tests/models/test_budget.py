@@ -6,7 +6,6 @@ import pytest
 import torch
 from PIL import Image
 
-from unprior.models.families import build_tiny, family_tokenizer
 from unprior.models.generate import (
     Prompt,
     RowShape,
@@ -17,6 +16,7 @@ from unprior.models.generate import (
     row_shapes,
     vision_merge,
 )
+from unprior.models.tiny import build_tiny, family_tokenizer
 
 CORPUS = ["a red cube on the table", "What colour is the ball?", "There is a blue dog and a green cat."] * 20
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from unprior.models.families import FAMILIES, build_tiny, family_tokenizer, load_model, load_processor
+from unprior.models.families import load_model, load_processor
 from unprior.models.generate import Prompt, generate
-from unprior.models.tiny import save_model
+from unprior.models.tiny import FAMILIES, build_tiny, family_tokenizer, save_model
 
 CORPUS = ["a red cube on the table", "What colour is the ball?", "There is a blue dog and a green cat."] * 20
 STANDARD = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor"}

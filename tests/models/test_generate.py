@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from unprior.models.families import build_tiny, family_tokenizer
 from unprior.models.generate import Prompt, _encode, chat_text, generate, pixel_slices
+from unprior.models.tiny import build_tiny, family_tokenizer
 from unprior.perturb import diffusion_noise_tensor
 
 CORPUS = ["a red cube on the table", "What colour is the ball?", "There is a blue dog and a green cat."] * 20

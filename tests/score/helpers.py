@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from unprior.models.families import build_tiny, family_tokenizer
-from unprior.models.tiny import save_model
+from unprior.models.tiny import build_tiny, family_tokenizer, save_model
 from unprior.pairs.schema import Negative, PairRow, write_pairs
 
 COLOURS = ["red", "green", "blue", "yellow", "purple", "orange"]

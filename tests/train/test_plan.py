@@ -94,8 +94,7 @@ def _saved_bytes(lora_rank: int) -> tuple[int, int]:
     from transformers import LlavaForConditionalGeneration
 
     from unprior.forward.prefix import ResponseScorer
-    from unprior.models.families import family_tokenizer
-    from unprior.models.tiny import build_tiny_llava
+    from unprior.models.tiny import build_tiny_llava, family_tokenizer
     from unprior.train.config import TrainConfig
     from unprior.train.model import build_policy
 

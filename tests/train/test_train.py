@@ -18,7 +18,8 @@ from safetensors.torch import load_file
 from score.helpers import make_rows, pairs_file
 
 from unprior.io import read_jsonl
-from unprior.models.families import FAMILIES, load_model
+from unprior.models.families import load_model
+from unprior.models.tiny import FAMILIES
 from unprior.pairs.schema import Negative
 from unprior.train import trainer as trainer_module
 from unprior.train.checkpoint import checkpoint_dirs

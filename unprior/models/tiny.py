@@ -3,11 +3,18 @@
 The embedded default is a LLaVA: a tiny CLIP vision tower, a GELU projector and a tiny Llama. It is saved with
 ``save_pretrained`` and loads offline through ``AutoProcessor`` + ``AutoModelForImageTextToText``: the same code
 path a user's real model takes.
+
+The tiny families (:data:`FAMILIES`, :func:`build_tiny`) exist so that generation (``unprior pairs``), scoring and
+training are tested on more than one architecture: LLaVA (CLIP + Llama), Qwen2-VL and Qwen2.5-VL (M-RoPE,
+``image_grid_thw``), Idefics3 (SigLIP-style tower, pixel shuffle, ``pixel_attention_mask``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import (
@@ -17,8 +24,16 @@ from transformers import (
     LlavaForConditionalGeneration,
     LlavaImageProcessorPil,
     LlavaProcessor,
+    PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
+    ProcessorMixin,
 )
+
+from unprior.models.families import Qwen2_5_VLProcessorNoVideo, Qwen2VLProcessorNoVideo
+from unprior.models.tokenizer import train_tokenizer
+
+# The other families' model classes are imported inside their builders: building one family should not import every
+# architecture.
 
 # CLIP's normalisation constants (the LLaVA image processor's defaults).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -83,9 +98,7 @@ def build_tiny_llava(
     )
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    set_generation_ids(model, tokenizer)
     image_processor = LlavaImageProcessorPil(
         size={"shortest_edge": image_size},
         crop_size={"height": image_size, "width": image_size},
@@ -109,3 +122,210 @@ def save_model(model: torch.nn.Module, processor: object, out: str | Path) -> No
     """``save_pretrained`` model (safetensors) and processor into one directory."""
     model.save_pretrained(out, safe_serialization=True)  # type: ignore[attr-defined]
     processor.save_pretrained(out)  # type: ignore[attr-defined]
+
+
+QWEN_TOKENS = ("<|vision_start|>", "<|image_pad|>", "<|vision_end|>", "<|video_pad|>")
+IDEFICS3_TOKENS = ("<image>", "<fake_token_around_image>", "<global-img>", "<end_of_utterance>")
+
+
+@dataclass(frozen=True)
+class Family:
+    """What the tokenizer needs for a family, and how to build the tiny model + processor."""
+
+    image_tokens: tuple[str, ...]
+    """Special tokens the family's processor looks up (added to the tokenizer)."""
+    image_part: str
+    """What the chat template writes for one ``{"type": "image"}`` part (the processor expands it)."""
+    build: Callable[..., tuple[Any, Any]]
+    """``build(tokenizer, seed=...) -> (model, processor)``."""
+
+
+def _text_ids(tokenizer: PreTrainedTokenizerBase) -> dict[str, int | None]:
+    return {
+        "vocab_size": len(tokenizer),
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+
+
+def set_generation_ids(model, tokenizer: PreTrainedTokenizerBase) -> None:
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+
+
+def _build_llava(tokenizer: PreTrainedTokenizerBase, seed: int = 0):
+    return build_tiny_llava(tokenizer, vision_hidden=32, text_hidden=64, seed=seed)  # type: ignore[arg-type]
+
+
+def _qwen_text(tokenizer: PreTrainedTokenizerBase, hidden: int) -> dict[str, Any]:
+    # mrope_section must sum to head_dim / 2 (hidden 64, 4 heads -> 8); platform.md §3.
+    return {
+        **_text_ids(tokenizer),
+        "hidden_size": hidden,
+        "intermediate_size": hidden * 2,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 512,
+        "rope_parameters": {"rope_type": "default", "mrope_section": [4, 2, 2], "rope_theta": 1e4},
+    }
+
+
+def qwen_ids(tokenizer: PreTrainedTokenizerBase) -> dict[str, int]:
+    ids = tokenizer.convert_tokens_to_ids(list(QWEN_TOKENS))
+    return {
+        "vision_start_token_id": ids[0],
+        "image_token_id": ids[1],
+        "vision_end_token_id": ids[2],
+        "video_token_id": ids[3],
+    }
+
+
+def _qwen_processor(cls: type[ProcessorMixin], tokenizer: PreTrainedTokenizerBase):
+    from transformers import Qwen2VLImageProcessorPil
+
+    # A 56 px image -> 16 patches of 14 px -> 4 image tokens after the 2x2 merge.
+    image_processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=56 * 56)
+    return cls(image_processor=image_processor, tokenizer=tokenizer, chat_template=tokenizer.chat_template)
+
+
+def _build_qwen2_vl(tokenizer: PreTrainedTokenizerBase, seed: int = 0):
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    vision = {
+        "depth": 2,
+        "embed_dim": 32,
+        "hidden_size": 64,
+        "num_heads": 2,
+        "patch_size": 14,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+    }
+    config = Qwen2VLConfig(text_config=_qwen_text(tokenizer, 64), vision_config=vision, **qwen_ids(tokenizer))
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(config)
+    set_generation_ids(model, tokenizer)
+    return model, _qwen_processor(Qwen2VLProcessorNoVideo, tokenizer)
+
+
+def _build_qwen2_5_vl(tokenizer: PreTrainedTokenizerBase, seed: int = 0):
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    vision = {
+        "depth": 2,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "out_hidden_size": 64,
+        "num_heads": 2,
+        "patch_size": 14,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+        "window_size": 56,
+        "fullatt_block_indexes": [1],
+    }
+    config = Qwen2_5_VLConfig(text_config=_qwen_text(tokenizer, 64), vision_config=vision, **qwen_ids(tokenizer))
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(config)
+    set_generation_ids(model, tokenizer)
+    return model, _qwen_processor(Qwen2_5_VLProcessorNoVideo, tokenizer)
+
+
+def _build_idefics3(tokenizer: PreTrainedTokenizerBase, seed: int = 0):
+    from transformers import (
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessorPil,
+        Idefics3Processor,
+    )
+
+    image_size, patch_size, scale = 32, 8, 2
+    image_seq_len = (image_size // patch_size) ** 2 // scale**2
+    vision = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "image_size": image_size,
+        "patch_size": patch_size,
+    }
+    text = {
+        **_text_ids(tokenizer),
+        "model_type": "llama",
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 512,
+    }
+    config = Idefics3Config(
+        text_config=text,
+        vision_config=vision,
+        scale_factor=scale,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = Idefics3ForConditionalGeneration(config)
+    set_generation_ids(model, tokenizer)
+    image_processor = Idefics3ImageProcessorPil(
+        size={"longest_edge": image_size},
+        max_image_size={"longest_edge": image_size},
+        do_image_splitting=False,
+    )
+    processor = Idefics3Processor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        image_seq_len=image_seq_len,
+        chat_template=tokenizer.chat_template,
+    )
+    return model, processor
+
+
+FAMILIES: dict[str, Family] = {
+    "llava": Family(("<image>",), "<image>", _build_llava),
+    "qwen2_vl": Family(QWEN_TOKENS, "<|vision_start|><|image_pad|><|vision_end|>", _build_qwen2_vl),
+    "qwen2_5_vl": Family(QWEN_TOKENS, "<|vision_start|><|image_pad|><|vision_end|>", _build_qwen2_5_vl),
+    "idefics3": Family(IDEFICS3_TOKENS, "<image>", _build_idefics3),
+}
+"""The tiny families, by name (``model_type`` spelling)."""
+
+
+def family_tokenizer(family: str, corpus: Iterable[str], vocab_size: int = 400) -> PreTrainedTokenizerBase:
+    """A local BPE tokenizer with ``family``'s image tokens and a chat template rendering its image part."""
+    spec = _family(family)
+    return train_tokenizer(corpus, vocab_size, image_tokens=spec.image_tokens, image_part=spec.image_part)
+
+
+def build_tiny(
+    family: str, tokenizer_or_corpus: PreTrainedTokenizerBase | Iterable[str], *, seed: int = 0
+) -> tuple[Any, Any]:
+    """A randomly initialised tiny ``family`` model and its processor.
+
+    Args:
+        family: one of :data:`FAMILIES`.
+        tokenizer_or_corpus: a tokenizer from :func:`family_tokenizer` (it must hold the family's image tokens),
+            or an iterable of strings to train one on.
+        seed: torch seed for the weights.
+
+    Returns:
+        ``(model, processor)``; save both with :func:`save_model`, load with
+        :func:`unprior.models.families.load_model`.
+    """
+    spec = _family(family)
+    if isinstance(tokenizer_or_corpus, PreTrainedTokenizerBase):
+        tokenizer = tokenizer_or_corpus
+        missing = [t for t in spec.image_tokens if t not in tokenizer.get_vocab()]
+        if missing:
+            raise ValueError(f"tokenizer lacks {family} image tokens {missing}; build it with family_tokenizer()")
+    else:
+        tokenizer = family_tokenizer(family, tokenizer_or_corpus)
+    return spec.build(tokenizer, seed=seed)
+
+
+def _family(family: str) -> Family:
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; choose from {sorted(FAMILIES)}")
+    return FAMILIES[family]

@@ -17,13 +17,8 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from unprior.models.families import (
-    IDEFICS3_TOKENS,
-    QWEN_TOKENS,
-    Qwen2VLProcessorNoVideo,
-    _qwen_ids,
-    _set_generation_ids,
-)
+from unprior.models.families import Qwen2VLProcessorNoVideo
+from unprior.models.tiny import IDEFICS3_TOKENS, QWEN_TOKENS, qwen_ids, set_generation_ids
 
 SMOLVLM_VOCAB = 49_280
 QWEN2_VL_VOCAB = 151_936
@@ -115,7 +110,7 @@ def build_smolvlm_256m(tokenizer: PreTrainedTokenizerBase | None = None, *, spli
     tokenizer = tokenizer or smolvlm_tokenizer()
     torch.manual_seed(seed)
     model = Idefics3ForConditionalGeneration(smolvlm_config(tokenizer)).to(dtype)
-    _set_generation_ids(model, tokenizer)
+    set_generation_ids(model, tokenizer)
     return model.eval(), smolvlm_processor(tokenizer, splitting)
 
 
@@ -148,7 +143,7 @@ def qwen2_vl_config(tokenizer: PreTrainedTokenizerBase) -> Any:
         "eos_token_id": tokenizer.eos_token_id,
         "pad_token_id": tokenizer.pad_token_id,
     }
-    return Qwen2VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True, **_qwen_ids(tokenizer))
+    return Qwen2VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True, **qwen_ids(tokenizer))
 
 
 def build_qwen2_vl_2b(tokenizer: PreTrainedTokenizerBase | None = None, *, seed: int = 0,
@@ -166,7 +161,7 @@ def build_qwen2_vl_2b(tokenizer: PreTrainedTokenizerBase | None = None, *, seed:
         model = Qwen2VLForConditionalGeneration(qwen2_vl_config(tokenizer))
     finally:
         torch.set_default_dtype(default)
-    _set_generation_ids(model, tokenizer)
+    set_generation_ids(model, tokenizer)
     image_processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=28 * 28 * 16384)
     processor = Qwen2VLProcessorNoVideo(image_processor=image_processor, tokenizer=tokenizer,
                                         chat_template=tokenizer.chat_template)

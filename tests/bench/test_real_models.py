@@ -1,7 +1,10 @@
-"""Real-size architectures (unprior/models/real.py): SmolVLM-256M-Instruct and Qwen2-VL-2B-Instruct shapes, and how
+"""Real-size architectures (bench/real_models.py): SmolVLM-256M-Instruct and Qwen2-VL-2B-Instruct shapes, and how
 the default generation budget batches them (docs/pairs.md, "Real sizes")."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,18 +13,20 @@ from PIL import Image
 from unprior.models.backends import BackendConfig
 from unprior.models.generate import Prompt, batch_cost, budget_batches, row_shapes, vision_merge
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def smolvlm_tokenizer():
-    from unprior.models.real import smolvlm_tokenizer
+    from real_models import smolvlm_tokenizer
 
     return smolvlm_tokenizer()
 
 
 def test_smolvlm_shape(smolvlm_tokenizer) -> None:
-    from unprior.models.real import SMOLVLM_VOCAB, smolvlm_config, smolvlm_processor
+    from real_models import SMOLVLM_VOCAB, smolvlm_config, smolvlm_processor
 
     assert len(smolvlm_tokenizer) == SMOLVLM_VOCAB
     config = smolvlm_config(smolvlm_tokenizer)
@@ -41,7 +46,7 @@ def test_smolvlm_shape(smolvlm_tokenizer) -> None:
 def test_default_budget_batches_two_split_rows(smolvlm_tokenizer) -> None:
     """Splitting on: 2 rows of 13 tiles per generate call (about 0.6 GB of vision-tower activations each) instead
     of batch_size rows; splitting off: 24-29 rows (16 photos in one call, as before)."""
-    from unprior.models.real import smolvlm_config, smolvlm_processor
+    from real_models import smolvlm_config, smolvlm_processor
 
     config = smolvlm_config(smolvlm_tokenizer)
     budget, size = BackendConfig().max_batch_tokens, BackendConfig().batch_size
@@ -57,10 +62,10 @@ def test_default_budget_batches_two_split_rows(smolvlm_tokenizer) -> None:
 
 
 def test_qwen2_vl_2b_shape() -> None:
+    from real_models import qwen2_vl_config
     from transformers import Qwen2VLForConditionalGeneration
 
-    from unprior.models.families import QWEN_TOKENS
-    from unprior.models.real import qwen2_vl_config
+    from unprior.models.tiny import QWEN_TOKENS
     from unprior.models.tokenizer import train_tokenizer
 
     tokenizer = train_tokenizer(["a red cube"] * 10, 300, image_tokens=QWEN_TOKENS)
