@@ -50,10 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from bench.real_models import build_smolvlm_256m
+    from unprior.formats.pairs import Sample
     from unprior.models.backends import Decoding
     from unprior.models.backends.hf import HFBackend
     from unprior.models.generate import Prompt
-    from unprior.pairs.schema import Sample
 
     torch.set_num_threads(args.threads)
     model, processor = build_smolvlm_256m(splitting=args.splitting == "on")

@@ -74,7 +74,7 @@ def trl_dataset(pairs: Path):
     """One TRL row per (chosen, negative) pair of every row, images embedded."""
     from datasets import Dataset, Features, Image, Value
 
-    from unprior.pairs.schema import read_pairs
+    from unprior.formats.pairs import read_pairs
 
     def turn(role: str, text: str) -> list[dict]:
         return [{"role": role, "content": text}]

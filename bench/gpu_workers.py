@@ -43,9 +43,9 @@ def build(args: dict[str, Any]) -> dict:
 
 def mean_lengths(model: Path, pairs: Path) -> dict[str, float]:
     """Mean prompt tokens (image tokens included) and mean response tokens, as unprior encodes them."""
+    from unprior.formats.pairs import read_pairs
     from unprior.forward.batch import RowEncoder
     from unprior.models.families import load_processor
-    from unprior.pairs.schema import read_pairs
 
     rows = read_pairs(pairs)
     encoded, _ = RowEncoder(load_processor(model), 4096).encode(list(enumerate(rows)))
@@ -55,7 +55,7 @@ def mean_lengths(model: Path, pairs: Path) -> dict[str, float]:
 
 def write_source(pairs: Path, root: Path, n: int) -> Path:
     """``n`` samples in the ``unprior`` source format (``train.jsonl`` + ``images/``) from the pairs' rows."""
-    from unprior.pairs.schema import read_pairs
+    from unprior.formats.pairs import read_pairs
 
     rows = read_pairs(pairs)
     (root / "images").mkdir(parents=True, exist_ok=True)

@@ -212,8 +212,8 @@ def build(shape: Shape, root: Path, n_rows: int, seed: int = 0, device: str = "c
     exist."""
     from PIL import Image
 
+    from unprior.formats.pairs import Negative, PairRow, write_pairs
     from unprior.models.tiny import family_tokenizer, save_model
-    from unprior.pairs.schema import Negative, PairRow, write_pairs
 
     model_dir, pairs = root / "model", root / "pairs.parquet"
     if model_dir.is_dir() and pairs.is_file():

@@ -113,9 +113,9 @@ def build(size: str, root: Path, n_rows: int) -> tuple[Path, Path]:
     import numpy as np
     from PIL import Image
 
+    from unprior.formats.pairs import Negative, PairRow, write_pairs
     from unprior.models.tiny import build_tiny_llava, save_model
     from unprior.models.tokenizer import train_tokenizer
-    from unprior.pairs.schema import Negative, PairRow, write_pairs
 
     colours = ["red", "green", "blue", "yellow", "purple", "orange", "pink", "cyan"]
     objects = ["apple", "banana", "frog", "bear", "crow", "whale", "pig", "grape"]
@@ -139,7 +139,7 @@ def build(size: str, root: Path, n_rows: int) -> tuple[Path, Path]:
 def trl_dataset(pairs: Path):
     from datasets import Dataset, Features, Image, Value
 
-    from unprior.pairs.schema import read_pairs
+    from unprior.formats.pairs import read_pairs
 
     rows = [
         {

@@ -417,9 +417,9 @@ def longest_row(path: str, model: str, *, max_length: int, kinds: tuple[str, ...
     """The padded shape a batch of this pairs file reaches (each dimension's maximum over the measured rows), and
     the file's row count. ``kinds``: the responses are the chosen answer and the first negative of each kind (train);
     None: every negative (score)."""
+    from unprior.formats.pairs import read_pairs
     from unprior.forward.batch import RowEncoder
     from unprior.models.families import load_processor
-    from unprior.pairs.schema import read_pairs
 
     processor = load_processor(model, trust_remote_code=trust_remote_code)
     encoder = RowEncoder(processor, max_length)

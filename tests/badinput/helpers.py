@@ -64,7 +64,7 @@ def pairs_args(source: Path, out: Path, *extra: str) -> list[str]:
 
 def pairs_file(root: Path, out: Path, paths: list[str], kinds: tuple[str, ...] = ("original",)) -> Path:
     """A pairs file whose rows store ``paths`` as they are (relative to ``root``, unchecked: ``../x.png`` too)."""
-    from unprior.pairs.schema import Negative, PairRow, UnusableImage, write_pairs
+    from unprior.formats.pairs import Negative, PairRow, UnusableImage, write_pairs
 
     rows = [PairRow(f"r{i}", UnusableImage(p, "", ""), "What is in the image?", GOOD[i % 3][2],
                     [Negative(GOOD[i % 3][3], kind) for kind in kinds]) for i, p in enumerate(paths)]

@@ -196,7 +196,7 @@ def test_noise_rewrite_errors_are_one_line(merged, tmp_path, cli):
 def test_noise_refuses_a_missing_or_empty_input(case, tmp_path, cli):
     pairs = tmp_path / "in.parquet"
     if case == "empty":
-        from unprior.pairs.schema import write_pairs
+        from unprior.formats.pairs import write_pairs
 
         write_pairs([], pairs)
     out = pairs if case == "same_as_out" else tmp_path / "out.parquet"

@@ -10,10 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from unprior.formats.pairs import read_pairs
 from unprior.forward.batch import RowEncoder
 from unprior.losses import Responses, SeqLogps, objective_loss
 from unprior.models.families import load_model
-from unprior.pairs.schema import read_pairs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 

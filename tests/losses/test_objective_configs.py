@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from unprior.config import ConfigError, describe, from_dict, load_config
+from unprior.formats.pairs import NEGATIVE_KINDS
 from unprior.losses import PRESETS, KindConfig, ObjectiveConfig, objective_preset
-from unprior.pairs.schema import NEGATIVE_KINDS
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "objective"
 YAMLS = sorted(CONFIG_DIR.glob("*.yaml"))

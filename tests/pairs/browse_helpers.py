@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from unprior.formats.pairs import Negative, PairRow, write_pairs
 from unprior.io import sha256_file, write_json, write_jsonl
-from unprior.pairs.schema import Negative, PairRow, write_pairs
 
 COLOURS = [(220, 40, 40), (40, 180, 60), (40, 80, 220)]
 CHOSEN_LOGP, CHOSEN_TOKENS, NEGATIVE_TOKENS = -10.0, 5, 4

@@ -8,9 +8,9 @@ from pathlib import Path
 import datasets
 from PIL import Image
 
+from unprior.formats.pairs import Negative, PairRow
 from unprior.pairs.export import export_llamafactory, export_trl
 from unprior.pairs.loaders import load_samples
-from unprior.pairs.schema import Negative, PairRow
 
 from .helpers import png_bytes
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from unprior.formats.pairs import Negative, PairRow
 from unprior.pairs.config import FilterConfig
 from unprior.pairs.filters import FilterReport, filter_row, filter_rows, n_words, normalize
-from unprior.pairs.schema import Negative, PairRow
 
 
 def test_normalize() -> None:

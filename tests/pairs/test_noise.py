@@ -8,6 +8,7 @@ import json
 import pytest
 
 from unprior.config import ConfigError, from_dict
+from unprior.formats.pairs import Negative, PairRow, read_pairs, write_pairs
 from unprior.io import read_jsonl
 from unprior.pairs.filters import filter_rows
 from unprior.pairs.noise import (
@@ -19,7 +20,6 @@ from unprior.pairs.noise import (
     world_rewrite,
     world_same_form,
 )
-from unprior.pairs.schema import Negative, PairRow, read_pairs, write_pairs
 from unprior.world.build import build_world
 from unprior.world.config import WorldConfig
 from unprior.world.metrics import parse_colour, parse_objects, parse_yes_no

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from unprior.formats.pairs import Sample
 from unprior.numerics import stable_seed
 from unprior.pairs.rules import dataset_stats, find_mentions, rule_negatives
-from unprior.pairs.schema import Sample
 from unprior.world.phrasings import MAX_PHRASINGS, attribute_text, exists_text
 
 

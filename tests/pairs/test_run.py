@@ -10,9 +10,9 @@ import pytest
 
 from unprior.cli import _split_command, main
 from unprior.config import ConfigError, load_config
+from unprior.formats.pairs import read_pairs
 from unprior.io import InputError, read_json
 from unprior.pairs.run import MergeConfig, PairsConfig, iter_run_rows, merge_pairs, run_pairs, shard_of
-from unprior.pairs.schema import read_pairs
 
 from .tiny import pairs_args, run_config
 

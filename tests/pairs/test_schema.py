@@ -8,8 +8,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from unprior.pairs.loaders import load_samples
-from unprior.pairs.schema import (
+from unprior.formats.pairs import (
     ImageProblem,
     Negative,
     PairRow,
@@ -21,6 +20,7 @@ from unprior.pairs.schema import (
     read_pairs,
     write_pairs,
 )
+from unprior.pairs.loaders import load_samples
 
 from .helpers import png_bytes
 

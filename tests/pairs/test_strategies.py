@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from unprior.formats.pairs import Sample
 from unprior.io import read_json
 from unprior.models.backends import Decoding
 from unprior.models.backends.hf import HFBackend
@@ -14,7 +15,6 @@ from unprior.models.generate import Prompt
 from unprior.pairs.config import ErrorInjectionConfig, ImageWeakeningConfig, OriginalConfig
 from unprior.pairs.loaders import load_samples
 from unprior.pairs.run import iter_run_rows, run_pairs
-from unprior.pairs.schema import Sample
 from unprior.pairs.strategies import (
     STRATEGIES,
     StrategyContext,

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from unprior.formats.pairs import Negative, PairRow, write_pairs
 from unprior.models.tiny import build_tiny, family_tokenizer, save_model
-from unprior.pairs.schema import Negative, PairRow, write_pairs
 
 COLOURS = ["red", "green", "blue", "yellow", "purple", "orange"]
 OBJECTS = ["apple", "banana", "frog", "bear", "crow", "whale"]

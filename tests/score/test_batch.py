@@ -7,9 +7,9 @@ import io
 import torch
 from PIL import Image
 
+from unprior.formats.pairs import Negative, PairRow
 from unprior.forward.batch import Dropped, RowEncoder
 from unprior.models.families import load_model
-from unprior.pairs.schema import Negative, PairRow
 
 from .helpers import png
 

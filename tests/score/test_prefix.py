@@ -10,13 +10,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from unprior.formats.pairs import read_pairs
 from unprior.forward import prefix as prefix_module
 from unprior.forward.batch import RowEncoder
 from unprior.forward.prefix import ResponseScorer, enable_activation_checkpointing
 from unprior.losses import Responses, SeqLogps, objective_loss, objective_preset
 from unprior.models.families import load_model
 from unprior.models.tiny import FAMILIES
-from unprior.pairs.schema import read_pairs
 
 KINDS = ("error_injection", "language_bias", "vision_bias")
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from unprior.cli import main
+from unprior.formats.pairs import read_pairs
 from unprior.forward.batch import RowEncoder
 from unprior.forward.prefix import ResponseScorer
 from unprior.models.families import load_model
-from unprior.pairs.schema import read_pairs
 from unprior.score import reference as reference_module
 from unprior.score.config import ScoreConfig
 from unprior.score.reference import ensure_reference, load_reference

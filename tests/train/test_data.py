@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from unprior.formats.pairs import Negative, read_pairs
 from unprior.forward.batch import RowEncoder
 from unprior.models.families import load_model
-from unprior.pairs.schema import Negative, read_pairs
 from unprior.score.config import ScoreConfig
 from unprior.score.reference import ensure_reference, load_reference
 from unprior.train.data import Order, PreferenceData, Prefetcher

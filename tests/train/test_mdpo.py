@@ -11,9 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from unprior.formats.pairs import open_image, read_pairs
 from unprior.losses import objective_preset
 from unprior.models.families import load_model
-from unprior.pairs.schema import open_image, read_pairs
 from unprior.score.corrupt import CorruptionConfig, corrupt_image
 from unprior.train import trainer as trainer_module
 from unprior.train.config import LoraSettings

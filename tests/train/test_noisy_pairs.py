@@ -11,8 +11,8 @@ import math
 import pytest
 from score.helpers import png
 
+from unprior.formats.pairs import Negative, PairRow, read_pairs, write_pairs
 from unprior.pairs.noise import NoiseConfig, inject_noise
-from unprior.pairs.schema import Negative, PairRow, read_pairs, write_pairs
 from unprior.train.trainer import setup, train
 from unprior.world.phrasings import attribute_text
 

@@ -17,10 +17,10 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from score.helpers import make_rows, pairs_file
 
+from unprior.formats.pairs import Negative
 from unprior.io import read_jsonl
 from unprior.models.families import load_model
 from unprior.models.tiny import FAMILIES
-from unprior.pairs.schema import Negative
 from unprior.train import trainer as trainer_module
 from unprior.train.checkpoint import checkpoint_dirs
 from unprior.train.trainer import run_train, setup, train

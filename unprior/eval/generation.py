@@ -22,9 +22,9 @@ from PIL import Image
 from unprior.eval.config import EvalConfig
 from unprior.eval.registry import GenerateFn, Request
 from unprior.eval.runner import run_eval
+from unprior.formats.pairs import ImageProblem, open_image
 from unprior.io import InputError, read_json
 from unprior.models.backends import Backend, Decoding
-from unprior.pairs.schema import ImageProblem, open_image
 
 
 class BackendError(RuntimeError):

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from unprior.formats.pairs import ImageProblem, PairRow, open_image
 from unprior.models.generate import chat_text
-from unprior.pairs.schema import ImageProblem, PairRow, open_image
 
 PER_TOKEN_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
 """Processor outputs with one value per prompt token (zero-extended over responses on the naive path)."""

@@ -3,7 +3,7 @@
 Load one with ``load_config(ObjectiveConfig, "configs/objective/napo.yaml", ["kinds.vision_bias.alpha=0.05"])``
 or get a preset by name with :func:`objective_preset`.
 
-Kind names are the negative kinds of the pairs data (:data:`unprior.pairs.schema.NEGATIVE_KINDS`: ``original``,
+Kind names are the negative kinds of the pairs data (:data:`unprior.formats.pairs.NEGATIVE_KINDS`: ``original``,
 ``image_weakening``, ``error_injection``, ``language_bias``, ``vision_bias``); the name of a kind in ``kinds`` says
 which negatives play that term's role. NaPO's Eq. 14 has an "original pair" term (RLAIF-V's own rejected answer,
 kind ``original``). Generated datasets such as the embedded world have no source rejected answer, so the default

@@ -1,9 +1,8 @@
 """``unprior pairs``: turn users' datasets into preference pairs with bootstrapped negatives.
 
-Modules (imported on demand, so ``import unprior.pairs`` stays cheap):
+Modules (imported on demand, so ``import unprior.pairs`` stays cheap); the pairs dataset's rows, readers and writers
+are :mod:`unprior.formats.pairs`, which score, train and eval read too:
 
-- :mod:`unprior.pairs.schema`: the ``Sample`` every loader produces and the ``PairRow`` / ``Negative`` rows of a
-  pairs dataset, with parquet and JSONL readers and writers.
 - :mod:`unprior.pairs.loaders`: one loader per source format, validation and a ``LoadReport`` of dropped rows.
 - :mod:`unprior.pairs.filters`: drop degenerate negatives (equal to chosen, empty, too long), with counts.
 - :mod:`unprior.pairs.export`: write TRL and LLaMA-Factory preference datasets.

@@ -14,7 +14,7 @@ SCHEMA_FIELDS = ("id", "image", "prompt", "answer", "rejected")
 
 @dataclass
 class LoadConfig:
-    """How to read a source dataset into :class:`unprior.pairs.schema.Sample` rows."""
+    """How to read a source dataset into :class:`unprior.formats.pairs.Sample` rows."""
 
     RENAMED: ClassVar[dict[str, Renamed]] = {"root": Renamed("image_root")}  # old keys, read until unprior 0.2
 

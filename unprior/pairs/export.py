@@ -32,8 +32,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from unprior.formats.pairs import ImageRef, Negative, PairRow, atomic_file
 from unprior.io import atomic_write_bytes, write_json
-from unprior.pairs.schema import ImageRef, Negative, PairRow, atomic_file
 
 IMAGE_TOKEN = "<image>"
 

@@ -21,8 +21,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
+from unprior.formats.pairs import Negative, PairRow
 from unprior.pairs.config import FilterConfig
-from unprior.pairs.schema import Negative, PairRow
 
 _SPACE = re.compile(r"\s+")
 _TRAILING = string.punctuation + "…。！？、"

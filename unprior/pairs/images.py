@@ -13,8 +13,8 @@ from pathlib import Path
 
 from PIL import UnidentifiedImageError
 
+from unprior.formats.pairs import ImageProblem, ImageRef, bounded_image
 from unprior.io import resolve_inside
-from unprior.pairs.schema import ImageProblem, ImageRef, bounded_image
 
 
 class RowProblem(ValueError):

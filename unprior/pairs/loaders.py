@@ -1,4 +1,4 @@
-"""Loaders: read users' datasets into :class:`~unprior.pairs.schema.Sample` rows, reporting every row they drop.
+"""Loaders: read users' datasets into :class:`~unprior.formats.pairs.Sample` rows, reporting every row they drop.
 
 Formats (``LoadConfig.format``; ``auto`` sniffs it from the path and the first row's keys or the table's columns):
 
@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from unprior.formats.pairs import ImageRef, Sample
 from unprior.io import InputError
 from unprior.pairs.config import LoadConfig
 from unprior.pairs.images import RowProblem, check_image, resolve_image_path
-from unprior.pairs.schema import ImageRef, Sample
 from unprior.pairs.sources import open_source, sniff_format
 
 REASONS = {

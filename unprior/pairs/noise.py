@@ -34,9 +34,7 @@ from typing import Any
 import numpy as np
 
 from unprior.config import check_choice, check_range, fail
-from unprior.io import InputError, write_json
-from unprior.numerics import stable_seed
-from unprior.pairs.schema import (
+from unprior.formats.pairs import (
     NEGATIVE_KINDS,
     Negative,
     PairRow,
@@ -45,6 +43,8 @@ from unprior.pairs.schema import (
     require_pairs_rows,
     write_pairs,
 )
+from unprior.io import InputError, write_json
+from unprior.numerics import stable_seed
 from unprior.world.phrasings import answer_from_meta
 
 MODES = ("rewrite", "same_form", "flip")

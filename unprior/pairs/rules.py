@@ -43,8 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from unprior.formats.pairs import Sample
 from unprior.numerics import stable_seed
-from unprior.pairs.schema import Sample
 
 COLOUR_WORDS = (
     "red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink", "white", "black", "gray", "grey",

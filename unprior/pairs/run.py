@@ -4,7 +4,7 @@ Output layout of a run (``out``)::
 
     shard-00000-of-00002/
         plan.json            what this shard covers: config hash, sample count, ids hash, parts
-        part-00000.parquet   a pairs file (unprior.pairs.schema) for samples [0, part_size) of this shard
+        part-00000.parquet   a pairs file (unprior.formats.pairs) for samples [0, part_size) of this shard
         part-00001.parquet
         done.json            the done-index: finished parts with their counts (rewritten atomically)
         config.yaml          the resolved config
@@ -283,7 +283,7 @@ def _open_images(samples: Sequence[Any], rejected: list[dict[str, Any]], max_pix
                  ) -> tuple[list[Any], list[Any], int]:
     """(samples whose image opens, their images, failures); a failure drops the sample and is added to
     ``rejected``. Images are size-checked here too: ``load.check_images=false`` skips only the load-time check."""
-    from unprior.pairs.schema import ImageProblem
+    from unprior.formats.pairs import ImageProblem
 
     kept, images, errors = [], [], 0
     for s in samples:
@@ -313,8 +313,8 @@ def _no_negatives_detail(produced: int, strategies: Sequence[str]) -> str:
 
 def generate_part(samples: Sequence[Any], cfg: PairsConfig, ctx: Any, part_seed: int) -> tuple[list[Any], PartResult]:
     """Run every strategy on ``samples``; return the filtered rows and the part's counts."""
+    from unprior.formats.pairs import PairRow
     from unprior.pairs.filters import filter_rows
-    from unprior.pairs.schema import PairRow
     from unprior.pairs.strategies import STRATEGIES
 
     result = PartResult(samples=len(samples))
@@ -520,9 +520,9 @@ def _console():
 
 def run_pairs(cfg: PairsConfig) -> int:
     """Generate this shard's parts that are not done yet, then write its summary. Returns 0."""
+    from unprior.formats.pairs import write_pairs
     from unprior.pairs.loaders import load_samples
     from unprior.pairs.rules import dataset_stats
-    from unprior.pairs.schema import write_pairs
     from unprior.pairs.strategies import StrategyContext
 
     cfg.validate()
@@ -633,7 +633,7 @@ def _merge_plan(out: Path, allow_partial: bool) -> tuple[list[Path], list[str]]:
 
 def iter_run_rows(out: str | Path, allow_partial: bool = False) -> Iterator[Any]:
     """Every finished part's rows of a pairs run, in shard then part order, without duplicates."""
-    from unprior.pairs.schema import iter_pairs
+    from unprior.formats.pairs import iter_pairs
 
     dirs, _ = _merge_plan(Path(out), allow_partial)
     seen: set[str] = set()
@@ -649,7 +649,7 @@ def iter_run_rows(out: str | Path, allow_partial: bool = False) -> Iterator[Any]
 
 def merge_pairs(cfg: MergeConfig) -> dict[str, Any]:
     """Write the merged pairs file (and export) and the merged summary; return the summary."""
-    from unprior.pairs.schema import write_pairs
+    from unprior.formats.pairs import write_pairs
 
     cfg.validate()
     out = Path(cfg.out)
@@ -712,8 +712,8 @@ def _merge_rejected(out: Path, dirs: list[Path]) -> dict[str, Any]:
 
 
 def _export(kind: str, out: Path, merged: Path) -> dict[str, Any]:
+    from unprior.formats.pairs import iter_pairs
     from unprior.pairs.export import export_llamafactory, export_trl
-    from unprior.pairs.schema import iter_pairs
 
     if kind == "trl":
         n = export_trl(iter_pairs(merged), out / "trl")

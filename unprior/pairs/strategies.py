@@ -2,7 +2,7 @@
 
 ``STRATEGIES`` maps a name to a :class:`Strategy`. A strategy gets the samples of one output part, their opened
 images, its own config section and a :class:`StrategyContext` (backends, dataset statistics, seeds), and returns
-one list of :class:`~unprior.pairs.schema.Negative` per sample (possibly empty).
+one list of :class:`~unprior.formats.pairs.Negative` per sample (possibly empty).
 
 =================  =====================  ============  ===============================================================
 name               negative kind          needs         what it does
@@ -36,6 +36,7 @@ from typing import Any
 
 from PIL import Image
 
+from unprior.formats.pairs import Negative, Sample
 from unprior.models.backends import Backend, Decoding
 from unprior.models.generate import Prompt
 from unprior.numerics import stable_seed
@@ -47,7 +48,6 @@ from unprior.pairs.config import (
     RulesConfig,
 )
 from unprior.pairs.rules import DatasetStats, image_key, rule_negatives
-from unprior.pairs.schema import Negative, Sample
 from unprior.perturb import drop_image, drop_question, perturb_image
 
 Negatives = list[list[Negative]]

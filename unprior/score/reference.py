@@ -54,6 +54,7 @@ import torch
 from PIL import Image
 
 from unprior.config import dump_yaml
+from unprior.formats.pairs import PairRow, iter_pairs, open_image, pairs_metadata, require_pairs_rows
 from unprior.forward.batch import RowEncoder
 from unprior.forward.prefix import ResponseScorer
 from unprior.guards import NonFiniteError, some_ids
@@ -70,7 +71,6 @@ from unprior.io import (
     write_jsonl,
     write_rejected,
 )
-from unprior.pairs.schema import PairRow, iter_pairs, open_image, pairs_metadata, require_pairs_rows
 from unprior.score.config import ScoreConfig
 from unprior.score.corrupt import CorruptionConfig, make_corrupter
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from unprior.config import Renamed, check_range, fail
+from unprior.formats.pairs import NEGATIVE_KINDS
 from unprior.losses import ObjectiveConfig
-from unprior.pairs.schema import NEGATIVE_KINDS
 from unprior.score.corrupt import CorruptionConfig
 
 

@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from unprior.formats.pairs import PairRow
 from unprior.forward.batch import ResponseBatch, RowEncoder
 from unprior.io import InputError
 from unprior.losses import Responses, SeqLogps
-from unprior.pairs.schema import PairRow
 from unprior.score.corrupt import Corrupter
 from unprior.score.reference import Reference
 

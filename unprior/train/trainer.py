@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from unprior.config import config_hash, describe_changes, dump_yaml, rename_keys, to_dict
+from unprior.formats.pairs import read_pairs
 from unprior.forward.batch import RowEncoder
 from unprior.forward.prefix import ResponseScorer
 from unprior.guards import NonFiniteError, json_line
@@ -39,7 +40,6 @@ from unprior.io import InputError, read_json, write_rejected
 from unprior.losses import ObjectiveOutput, objective_loss
 from unprior.numerics import cosine_lr
 from unprior.pairs.run import resolve_pairs
-from unprior.pairs.schema import read_pairs
 from unprior.score.config import ScoreConfig
 from unprior.score.corrupt import make_corrupter
 from unprior.score.reference import ensure_reference, load_reference

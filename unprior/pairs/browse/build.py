@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from unprior.config import dump_yaml
+from unprior.formats.pairs import NEGATIVE_KINDS
 from unprior.io import OutputExistsError, read_json, resolve_inside, sha256_file, staged_dir, write_json
 from unprior.pairs.browse.config import BrowseConfig
 from unprior.pairs.browse.rows import BrowseRow, RowScores, Scores, iter_rows, load_scores
 from unprior.pairs.browse.thumbs import Thumbnailer
-from unprior.pairs.schema import NEGATIVE_KINDS
 
 FORMAT_VERSION = 1
 MANIFEST_KIND = "unprior-browse"

@@ -1,6 +1,6 @@
 """What the browser reads: the pairs file's rows, each image resolved inside its root, and their reference margins.
 
-Rows are read here rather than through :func:`unprior.pairs.schema.iter_pairs` because that reader stops at the first
+Rows are read here rather than through :func:`unprior.formats.pairs.iter_pairs` because that reader stops at the first
 row whose image path escapes the root. The browser shows such a row without its image and says why, so one bad row
 does not hide the other 99,999. Paths resolve through :func:`unprior.pairs.images.resolve_image_path` (the loaders'
 check: ``..``, absolute paths elsewhere and symlinks out of the root are refused).
@@ -20,9 +20,9 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from unprior.formats.pairs import SCHEMA_VERSION, ImageRef, Negative, PairRow, pairs_metadata
 from unprior.io import read_json, read_jsonl, sha256_file
 from unprior.pairs.images import RowProblem, resolve_image_path
-from unprior.pairs.schema import SCHEMA_VERSION, ImageRef, Negative, PairRow, pairs_metadata
 
 REFERENCE_FILE = "reference.parquet"
 """The entry's per-response table (``unprior.score.reference``; read with pyarrow alone, so no torch import)."""

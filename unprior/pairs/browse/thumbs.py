@@ -24,9 +24,9 @@ from typing import Any
 
 from PIL import Image
 
+from unprior.formats.pairs import ImageRef, open_image
 from unprior.io import resolve_inside
 from unprior.pairs.images import RowProblem, check_image
-from unprior.pairs.schema import ImageRef, open_image
 
 THUMBS = "thumbs"
 LOSSLESS_SIDE = 64
