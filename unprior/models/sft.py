@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from unprior.models.generate import chat_text
 from unprior.numerics import cosine_lr
 
 IGNORE = -100
@@ -65,13 +66,8 @@ def encode_rows(
     image_token = processor.image_token
     n_image_tokens = _image_seq_len(processor)
 
-    def template(prompt: str, has_image: bool) -> str:
-        parts = ([{"type": "image"}] if has_image else []) + [{"type": "text", "text": prompt}]
-        messages = [{"role": "user", "content": parts}]
-        return tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-
     prompt_texts = [
-        template(p, i >= 0).replace(image_token, image_token * n_image_tokens)
+        chat_text(tok, p, i >= 0).replace(image_token, image_token * n_image_tokens)
         for p, i in zip(prompts, image_index, strict=True)
     ]
     prompt_ids = tok(prompt_texts, add_special_tokens=False)["input_ids"]
