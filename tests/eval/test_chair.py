@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from unprior.answers import vocabulary
 from unprior.config import ConfigError, from_dict
 from unprior.eval.benchmarks.chair import (
     build_ground_truth_file,
@@ -15,7 +16,6 @@ from unprior.eval.benchmarks.chair import (
     ground_truth_from_coco,
     load_ground_truth,
     score_caption,
-    vocabulary,
 )
 from unprior.eval.common import check_images
 from unprior.eval.config import EvalConfig

@@ -14,13 +14,13 @@ from typing import NamedTuple
 
 import pytest
 
+from unprior.answers import vocabulary
 from unprior.config import from_dict
 from unprior.eval.benchmarks.chair import (
     caption_mentions,
     chair_metrics,
     ground_truth_from_coco,
     score_caption,
-    vocabulary,
 )
 from unprior.eval.config import EvalConfig
 from unprior.eval.runner import run_eval

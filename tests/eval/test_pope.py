@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from unprior.answers import parse_pope, parse_pope_exact
 from unprior.config import ConfigError, from_dict
-from unprior.eval.benchmarks.pope import parse_pope, parse_pope_exact, pope_metrics
+from unprior.eval.benchmarks.pope import pope_metrics
 from unprior.eval.common import check_images
 from unprior.eval.config import EvalConfig
 from unprior.eval.registry import DataError, make_benchmark

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
+from unprior.answers import parse_pope
 from unprior.config import ConfigError, from_dict
-from unprior.eval.benchmarks.pope import parse_pope
 from unprior.eval.config import EvalConfig
 from unprior.eval.registry import DataError, Request, make_benchmark
 from unprior.eval.runner import run_eval

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from unprior import answers
 from unprior.formats.pairs import Sample
 from unprior.numerics import stable_seed
 
@@ -89,11 +90,9 @@ def plural_forms(word: str) -> list[str]:
 
 @functools.cache
 def coco_synonyms() -> dict[str, str]:
-    """Object word -> COCO class: CHAIR's ``refine`` synonym table (:mod:`unprior.eval.benchmarks.chair`) and the
+    """Object word -> COCO class: CHAIR's ``refine`` synonym table (:func:`unprior.answers.vocabulary`) and the
     irregular plurals of its words; the class names map to themselves."""
-    from unprior.eval.benchmarks.chair import vocabulary
-
-    table = dict(vocabulary("refine").synonym_to_class)
+    table = dict(answers.vocabulary("refine").synonym_to_class)
     for word, cls in list(table.items()):
         for form in plural_forms(word):
             table.setdefault(form, cls)

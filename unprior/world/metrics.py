@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from unprior.eval.benchmarks.pope import parse_pope
+from unprior.answers import parse_pope
 from unprior.world.spec import CATEGORY_NAMES, COLOUR_NAMES, canonical, partner
 
 PARSER_VERSION = "world-2"
@@ -31,7 +31,7 @@ def parse_colour(answer: str) -> str | None:
 
 
 def parse_yes_no(answer: str) -> str:
-    """POPE's official rule (one implementation: :func:`unprior.eval.benchmarks.pope.parse_pope`).
+    """POPE's official rule (one implementation: :func:`unprior.answers.parse_pope`).
 
     Keep the first sentence, drop commas, split on spaces: a ``No``, ``not`` or ``no`` token means no, anything
     else yes.

@@ -36,11 +36,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from unprior.answers import Vocabulary, vocabulary
 from unprior.config import fail
 from unprior.eval.common import (
     embedded_image,
@@ -62,61 +61,10 @@ SCORER_VERSION = "chair-v2"
 GT_FORMAT = "unprior-chair-ground-truth"
 DETAIL_PROMPT = "Please describe this image in detail."
 
-# LisaAnne's hard-coded two-word names (utils/chair.py), plus "train track" as in the later ports.
-_COCO_DOUBLE_WORDS = (
-    "motor bike", "motor cycle", "air plane", "traffic light", "street light", "traffic signal", "stop light",
-    "fire hydrant", "stop sign", "parking meter", "suit case", "sports ball", "baseball bat", "baseball glove",
-    "tennis racket", "wine glass", "hot dog", "cell phone", "mobile phone", "teddy bear", "hair drier",
-    "potted plant", "bow tie", "laptop computer", "stove top oven", "home plate", "train track",
-)
-_ANIMALS = ("bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "animal", "cub")
-_SPECIAL = {"passenger jet": "jet", "passenger train": "train", "bow tie": "tie", "toilet seat": "toilet",
-            "wine glas": "wine glass"}
-_REFINE_ADDITIONS = {"person": ("brother", "pedestrian"), "dining table": ("coffee table",),
-                     "remote": ("remote control",)}
-
 Lemmatizer = Literal["singularize", "wordnet"]
 PIPELINES: dict[str, tuple[str, str]] = {"singularize": (TREEBANK_VERSION, SINGULARIZE_VERSION),
                                          "wordnet": (TOKENIZER_VERSION, LEMMATIZER_VERSION)}
 """Lemmatizer -> (tokenizer version, lemmatizer version)."""
-
-
-@dataclass(frozen=True)
-class Vocabulary:
-    """A CHAIR word list: synonym -> COCO class, and the two-word merges."""
-
-    name: str
-    synonym_to_class: dict[str, str]
-    double_words: dict[str, str]
-    words: frozenset[str]
-    """Every single word of the list and of the merges (the lemmatizer's fallback vocabulary)."""
-
-    @property
-    def classes(self) -> list[str]:
-        return sorted(set(self.synonym_to_class.values()))
-
-
-def _synonym_lines() -> list[list[str]]:
-    text = resources.files("unprior.eval").joinpath("data/coco_synonyms.txt").read_text(encoding="utf-8")
-    return [line.strip().split(", ") for line in text.splitlines() if line.strip() and not line.startswith("#")]
-
-
-@cache
-def vocabulary(variant: str) -> Vocabulary:
-    """The ``lisaanne`` or ``refine`` word list (see the module docstring)."""
-    lines = _synonym_lines()
-    if variant == "refine":
-        lines = [[w.strip() for w in line] for line in lines]
-        lines = [line + list(_REFINE_ADDITIONS.get(line[0], ())) for line in lines]
-        doubles = {w: w for line in lines for w in line if " " in w} | {w: w for w in ("home plate", "train track")}
-    elif variant == "lisaanne":
-        doubles = {w: w for w in _COCO_DOUBLE_WORDS}
-    else:
-        raise ValueError(f"unknown CHAIR synonym list {variant!r}")
-    doubles |= {f"{q} {a}": a for a in _ANIMALS for q in ("baby", "adult")} | _SPECIAL
-    mapping = {w: line[0] for line in lines for w in line}
-    words = {part for phrase in [*mapping, *doubles] for part in phrase.split()}
-    return Vocabulary(variant, mapping, doubles, frozenset(words))
 
 
 def caption_words(caption: str, vocab: Vocabulary, lemmatizer: Lemmatizer = "singularize") -> list[str]:

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from unprior.answers import parse_pope, parse_pope_exact
 from unprior.config import fail
 from unprior.eval.common import get_field, image_file, load_records, ratio, require_dir
 from unprior.eval.registry import Benchmark, DataError, Item, Metric, register
@@ -29,23 +30,6 @@ PARSER_VERSION = "pope-original-v1"
 EXACT_PARSER_VERSION = "pope-exact-v1"
 SCORER_VERSION = "pope-v1"
 LLAVA_SUFFIX = "\nAnswer the question using a single word or phrase."
-
-
-def parse_pope(answer: str) -> str:
-    """The official POPE parser: "no" if the first sentence contains the token No/not/no, else "yes".
-
-    >>> parse_pope("No, there is not."), parse_pope("Yes."), parse_pope("There is a dog."), parse_pope("")
-    ('no', 'yes', 'yes', 'yes')
-    """
-    text = answer.split(".")[0] if "." in answer else answer
-    words = text.replace(",", "").split(" ")
-    return "no" if ("No" in words or "not" in words or "no" in words) else "yes"
-
-
-def parse_pope_exact(answer: str) -> str | None:
-    """lmms-eval's rule: "yes"/"no" only on an exact match after lowercasing and stripping, else None."""
-    text = answer.strip().lower()
-    return text if text in ("yes", "no") else None
 
 
 def pope_metrics(preds: Sequence[str | None], labels: Sequence[str]) -> dict[str, float]:
