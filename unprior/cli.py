@@ -171,7 +171,8 @@ def _command_help(name: str, cmd: Command) -> str:
                 *(f"  {old} -> {new}" for old, new in renamed)]
     if name in PLANNED:
         out += ["", "memory plan (prints what the run needs per device, loads no weights; docs/train.md):",
-                "  plan=true [device_memory=80GiB] [devices=1] [setup=single|ddp|fsdp2|zero3] [rows=512]"]
+                "  plan=true [device_memory=80GiB] [devices=1] [setup=single|ddp|fsdp2|zero3] [rows=512]"
+                if name != "pairs" else "  plan=true [device_memory=24GiB] [rows=512]  (docs/pairs.md)"]
     subs = _subcommands(name)
     if subs:  # `pairs` is a command and a group
         width = max(len(n) for n in subs)
@@ -213,7 +214,7 @@ def flag_overrides(args: list[str]) -> list[str]:
     return out
 
 
-PLANNED = ("train", "score")
+PLANNED = ("train", "score", "pairs")
 """Commands that print a memory plan instead of running with ``plan=true`` (``--plan``; unprior/plan.py)."""
 PLAN_KEYS = ("plan", "device_memory", "devices", "setup", "rows")
 

@@ -1,4 +1,4 @@
-"""The memory plan: what a ``train`` or ``score`` run will need per device, before any weight is loaded.
+"""The memory plan: what a ``train``, ``score`` or ``pairs`` run will need per device, before any weight is loaded.
 
 Every term is a small pure function of the model's shape (read from its config on the meta device), the longest row
 of the pairs file (image tokens, prompt, responses) and the run's settings; docs/train.md ("Memory plan") shows the
@@ -17,6 +17,9 @@ Terms (bytes, per device):
 - activations: per row, what the prompt's forward (once) and the K+1 continuations keep for backward; with
   activation checkpointing only each layer's input, plus one layer recomputed at a time.
 - reference cache: on disk, two float64 values per response (``unprior score``'s logp_sum and logp_mean).
+
+``unprior pairs``: the generator's weights and the largest ``generate`` call of the hf backend, as it batches the
+dataset's rows (docs/pairs.md, "Memory plan for pairs").
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from unprior.models.generate import RowShape as PromptShape
 
 Setup = Literal["single", "ddp", "fsdp2", "zero3"]
 SETUPS: tuple[str, ...] = ("single", "ddp", "fsdp2", "zero3")
@@ -81,6 +87,11 @@ class ModelShape:
     """Vision-tower tokens behind one image token of the prompt (pixel shuffle / patch merge: 4 or 16)."""
     vision_hidden: int = 0
     vision_intermediate: int = 0
+    vision_heads: int = 0
+    vision_block: int = 0
+    """Patches one attention of the vision tower spans: a tile (``(image_size / patch_size)²``); 0: a whole image."""
+    vision_eager: bool = False
+    """The tower's attention is eager (materialises its scores) rather than sdpa (transformers' default)."""
 
 
 @dataclass(frozen=True)
@@ -316,18 +327,19 @@ def score_row_bytes(model: ModelShape, row: RowShape, run: RunShape) -> int:
 
 @dataclass
 class PlanConfig:
-    """``plan=true`` on ``unprior train`` / ``unprior score``: print the memory plan instead of running."""
+    """``plan=true`` on ``unprior train`` / ``score`` / ``pairs``: print the memory plan instead of running."""
 
     device_memory: str = ""
     """Memory of one device (``80GiB``, ``80GB``, ``24GiB``); given, the plan also prints the largest batch that
-    fits."""
+    fits (``pairs``: the largest ``generator.max_batch_tokens``)."""
     devices: int = 1
     """Devices (processes) of the accelerate setup."""
     setup: Setup = "single"
     """single (one device), ddp (replicated, gradients all-reduced), fsdp2 or zero3 (weights, gradients and optimizer
     state sharded over ``devices``)."""
     rows: int = 512
-    """Rows of the pairs file measured for the longest row (evenly spaced; all when the file has fewer)."""
+    """Rows of the pairs file measured for the longest row (evenly spaced; all when the file has fewer); ``pairs``:
+    samples of the shard planned, in whole parts (evenly spaced)."""
 
     def validate(self) -> None:
         from unprior.config import check_choice, check_range
@@ -349,15 +361,20 @@ def dtype_name(dtype: object) -> str:
     return str(dtype or "float32").removeprefix("torch.")
 
 
-def _vision_dims(config) -> tuple[int, int, int]:
-    """(hidden, intermediate, tower tokens per image token) of a VLM config's vision side."""
+def _vision_dims(config) -> dict[str, object]:
+    """The vision side's :class:`ModelShape` fields of a VLM config (none for a text-only model)."""
     vision = getattr(config, "vision_config", None)
     if vision is None:
-        return 0, 0, 1
+        return {}
     hidden = getattr(vision, "embed_dim", None) or vision.hidden_size  # Qwen2-VL: embed_dim is the tower width
     intermediate = getattr(vision, "intermediate_size", None) or int(hidden * getattr(vision, "mlp_ratio", 4))
     merge = getattr(vision, "spatial_merge_size", None) or getattr(config, "scale_factor", None) or 1
-    return hidden, intermediate, int(merge) ** 2
+    size, patch = getattr(vision, "image_size", 0), getattr(vision, "patch_size", 0)
+    heads = getattr(vision, "num_heads", None) or getattr(vision, "num_attention_heads", 0)
+    return {"vision_hidden": hidden, "vision_intermediate": intermediate,
+            "vision_tokens_per_image_token": int(merge) ** 2, "vision_heads": heads,
+            "vision_block": (size // patch) ** 2 if size and patch else 0,
+            "vision_eager": getattr(vision, "_attn_implementation", None) == "eager"}
 
 
 def shape_of(model, config) -> ModelShape:
@@ -372,7 +389,6 @@ def shape_of(model, config) -> ModelShape:
     lora = sum(m.in_features + m.out_features for name in lora_targets(model)
                if isinstance(m := modules[name], nn.Linear))
     text = config.get_text_config()
-    vision_hidden, vision_intermediate, merge = _vision_dims(config)
     return ModelShape(
         text=TextShape(text.hidden_size, text.intermediate_size, text.num_hidden_layers, text.num_attention_heads,
                        getattr(text, "num_key_value_heads", None) or text.num_attention_heads, text.vocab_size),
@@ -381,26 +397,36 @@ def shape_of(model, config) -> ModelShape:
         layer=sum(p.numel() for p in decoder.layers[0].parameters()),
         lora_per_rank=lora,
         dtype=dtype_name(getattr(config, "dtype", None)),
-        vision_tokens_per_image_token=merge,
-        vision_hidden=vision_hidden,
-        vision_intermediate=vision_intermediate,
+        **_vision_dims(config),  # type: ignore[arg-type]
     )
 
 
-def model_shape(path: str, *, trust_remote_code: bool = False, dtype: str | None = None) -> ModelShape:
-    """The shape of the model in ``path`` from its config alone: the model is built on the meta device (no weights
-    are read or allocated). ``dtype`` overrides the config's (``unprior score`` loads in its own dtype)."""
-    import dataclasses
-
+def meta_model(path: str, *, trust_remote_code: bool = False, text_ok: bool = False) -> tuple[object, object, bool]:
+    """(model, config, is a VLM) for ``path``, built on the meta device from its config: no weight is read or
+    allocated. ``text_ok``: like the hf backend's loader, a checkpoint that is not image-text-to-text is built as a
+    causal LM (the error injector's LLM)."""
     import torch
-    from transformers import AutoConfig, AutoModelForImageTextToText
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
 
     from unprior.models.families import require_model_dir
 
     require_model_dir(path)
     config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     with torch.device("meta"):
-        model = AutoModelForImageTextToText.from_config(config, trust_remote_code=trust_remote_code)
+        try:
+            return AutoModelForImageTextToText.from_config(config, trust_remote_code=trust_remote_code), config, True
+        except ValueError:  # not an image-text-to-text architecture
+            if not text_ok:
+                raise
+            return AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code), config, False
+
+
+def model_shape(path: str, *, trust_remote_code: bool = False, dtype: str | None = None) -> ModelShape:
+    """The shape of the model in ``path`` from its config alone (:func:`meta_model`). ``dtype`` overrides the
+    config's (``unprior score`` loads in its own dtype)."""
+    import dataclasses
+
+    model, config, _ = meta_model(path, trust_remote_code=trust_remote_code)
     shape = shape_of(model, config)
     return dataclasses.replace(shape, dtype=dtype) if dtype else shape
 
@@ -510,8 +536,367 @@ def score_plan_lines(model: ModelShape, row: RowShape, run: RunShape, rows: int,
     return plan_lines(title, terms, weights + max(run.batch * per_row, vision), fits, device_memory)
 
 
+# --- unprior pairs: the hf backend's generate calls (docs/pairs.md, "Memory plan for pairs") ---
+
+CPU_PROCESS_BYTES = int(0.38 * GiB)
+"""What a CPU process of ``unprior pairs`` holds besides its tensors (Python, torch, transformers, the tokenizer):
+the RSS of a process holding SmolVLM-256M, 1.34 GiB, less its 0.96 GiB of weights (docs/pairs.md, "Where the memory
+went")."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """One strategy's prompts of one part, with images or without (the hf backend batches the two apart)."""
+
+    strategy: str
+    role: str
+    """generator or injector: whose model answers."""
+    shapes: tuple[PromptShape, ...]
+    pixels: tuple[int, ...]
+    """Bytes of each prompt's image tensors (the processor's output, floats in the model's dtype)."""
+    beams: int
+    new_tokens: int
+    weakened: bool = False
+    """Image weakening on the pixel tensor: the batch's pixels are noised into a copy."""
+
+
+@dataclass(frozen=True)
+class CallShape:
+    """One ``generate`` call of the hf backend."""
+
+    strategy: str
+    role: str
+    rows: int
+    beams: int
+    prompt: int
+    """The longest prompt (every row is padded to it), image tokens included."""
+    new_tokens: int
+    image: int
+    """Image tokens of all rows."""
+    pixels: int
+    """Bytes of the call's image tensors: rows × the largest row's (padded, as Idefics3 pads tiles)."""
+    weakened: bool = False
+
+    @property
+    def sequences(self) -> int:
+        """Rows × beams: transformers expands the prompts before the prefill."""
+        return self.rows * self.beams
+
+
+def request_calls(request: Request, batch_size: int, budget: int, merge: int) -> list[CallShape]:
+    """The calls the hf backend makes for ``request``: consecutive prompts, at most ``batch_size``, within ``budget``
+    positions (0: none), grouped by :func:`unprior.models.generate.budget_batches` itself."""
+    from unprior.models.generate import budget_batches
+
+    batches = budget_batches(request.shapes, batch_size=batch_size, max_batch_tokens=budget,
+                             num_beams=request.beams, max_new_tokens=request.new_tokens, merge=merge)
+    shapes, pixels = request.shapes, request.pixels
+    return [CallShape(request.strategy, request.role, len(b), request.beams, max(shapes[i].prompt for i in b),
+                      request.new_tokens, sum(shapes[i].image for i in b), len(b) * max(pixels[i] for i in b),
+                      request.weakened) for b in batches]
+
+
+def tower_floats(model: ModelShape, block: int) -> int:
+    """Values per vision-tower token at the tower's largest moment, measured under sdpa (docs/pairs.md): a layer's
+    input, its residual and normed copy, and the embeddings kept through the pass (4 H), beside the MLP's hidden layer
+    before and after the activation (2 I). Eager attention also materialises its scores, twice while they are scaled
+    (2 × heads × ``block`` per token, beside 6 H)."""
+    hidden, mlp = model.vision_hidden, 4 * model.vision_hidden + 2 * model.vision_intermediate
+    return max(mlp, 6 * hidden + 2 * model.vision_heads * block) if model.vision_eager else mlp
+
+
+def tower_bytes(model: ModelShape, call: CallShape) -> int:
+    """The vision tower's transient over every image of the call: image tokens × merge factor tower tokens."""
+    tokens = call.image * model.vision_tokens_per_image_token
+    block = model.vision_block or tokens // max(1, call.rows)
+    return tokens * tower_floats(model, block) * DTYPE_BYTES[model.dtype]
+
+
+def kv_cache_bytes(text: TextShape, sequences: int, length: int, size: int) -> int:
+    """Keys and values of every decoder layer: sequences × length × layers × 2 × kv_heads × head_dim × bytes."""
+    return sequences * length * text.layers * 2 * text.kv_width * size
+
+
+def prefill_bytes(text: TextShape, sequences: int, prompt: int, size: int) -> int:
+    """One decoder layer's working set over the prompts, measured (docs/pairs.md): its input, residual, normed copy
+    and the embeddings (4 H) beside the MLP's gate, up and product (3 I), per token of every sequence."""
+    return sequences * prompt * (4 * text.hidden + 3 * text.intermediate) * size
+
+
+def logits_bytes(text: TextShape, sequences: int) -> int:
+    """The last position's logits only (transformers computes no other): their fp32 copy, log-softmax and the beam
+    scores, four ``sequences × V`` fp32 tensors at most."""
+    return 4 * sequences * text.vocab * 4
+
+
+def call_moments(model: ModelShape, call: CallShape) -> dict[str, int]:
+    """Bytes alive at each moment of one call (its peak is the largest): the batch's image tensors live through the
+    call; noising them holds a second copy, and the vision tower its own working copy (Idefics3 copies the tiles)."""
+    size, text, seqs = DTYPE_BYTES[model.dtype], model.text, call.sequences
+    logits = logits_bytes(text, seqs)
+    return {
+        "noising": 2 * call.pixels if call.weakened else 0,
+        "vision tower": 2 * call.pixels + tower_bytes(model, call) if call.image else 0,
+        "prefill": call.pixels + kv_cache_bytes(text, seqs, call.prompt, size)
+        + prefill_bytes(text, seqs, call.prompt, size) + logits,
+        "decoding": call.pixels + kv_cache_bytes(text, seqs, call.prompt + call.new_tokens, size) + logits,
+    }
+
+
+def call_peak(model: ModelShape, call: CallShape) -> int:
+    return max(call_moments(model, call).values())
+
+
+@dataclass(frozen=True)
+class PairsInputs:
+    """What the pairs plan is computed from: the models on the meta device, the planned parts' requests, batching."""
+
+    models: dict[str, ModelShape]
+    """By role (generator, injector): the models the hf backend loads in this process."""
+    requests: tuple[Request, ...]
+    batching: dict[str, tuple[int, int]]
+    """By role: (``batch_size``, ``max_batch_tokens``)."""
+    host: int
+    """On a CPU: the process itself (:data:`CPU_PROCESS_BYTES`) and the largest part's decoded images; else 0."""
+    device: str
+    samples: int
+    planned: int
+
+
+def pairs_calls(inputs: PairsInputs, budget: int | None = None) -> list[CallShape]:
+    """Every call of the planned parts; ``budget`` replaces the generator's ``max_batch_tokens``."""
+    calls = []
+    for request in inputs.requests:
+        batch_size, tokens = inputs.batching[request.role]
+        if budget is not None and request.role == "generator":
+            tokens = budget
+        calls += request_calls(request, batch_size, tokens, inputs.models[request.role].vision_tokens_per_image_token)
+    return calls
+
+
+def pairs_peak(inputs: PairsInputs, calls: list[CallShape]) -> tuple[int, CallShape | None]:
+    """The process's peak: the weights, the host part, and the largest call; and that call."""
+    fixed = inputs.host + sum(m.params * DTYPE_BYTES[m.dtype] for m in inputs.models.values())
+    worst = max(calls, key=lambda c: call_peak(inputs.models[c.role], c), default=None)
+    return fixed + (call_peak(inputs.models[worst.role], worst) if worst else 0), worst
+
+
+def largest_budget(inputs: PairsInputs, memory: int) -> int | None:
+    """The largest ``generator.max_batch_tokens`` whose peak fits ``memory``, by bisection (calls grow with the
+    budget). 0: no budget is needed (``batch_size`` binds first); None: not even one row per call fits."""
+    from unprior.models.generate import batch_cost
+
+    def fits(budget: int) -> bool:
+        return pairs_peak(inputs, pairs_calls(inputs, budget))[0] <= memory
+
+    generator = [r for r in inputs.requests if r.role == "generator"]
+    if fits(0) or not generator:
+        return 0 if fits(0) else None
+    if not fits(1):
+        return None
+    merge = inputs.models["generator"].vision_tokens_per_image_token
+    low, high = 1, max(batch_cost(r.shapes, num_beams=r.beams, max_new_tokens=r.new_tokens, merge=merge)
+                       for r in generator)  # at ``high`` every request is one call: the same as no budget
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low
+
+
+class _Recorder:
+    """A stand-in hf backend: records what a strategy asks it to generate and answers nothing."""
+
+    name, pixel_noise = "hf", True
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[list, object]] = []
+
+    def info(self) -> dict[str, str]:
+        return {}
+
+    def generate(self, prompts, decoding, *, seed: int = 0, on_batch=None) -> list[str]:
+        self.asked.append((list(prompts), decoding))
+        return [""] * len(prompts)
+
+    def close(self) -> None:
+        pass
+
+
+def _image_bytes(processor, size: tuple[int, int], float_bytes: int, cache: dict) -> int:
+    """Bytes of the processor's image tensors for one image of ``size`` (floats in the model's dtype), from a blank
+    image of that size: the output depends on the size alone (unprior.models.generate.row_shapes)."""
+    if size not in cache:
+        from PIL import Image
+
+        from unprior.models.generate import chat_text
+
+        enc = processor(images=[Image.new("RGB", size)], text=[chat_text(processor, "", True)], return_tensors="pt")
+        cache[size] = sum(v.numel() * (float_bytes if v.is_floating_point() else v.element_size())
+                          for k, v in enc.items() if k not in ("input_ids", "attention_mask"))
+    return cache[size]
+
+
+def _requests(strategy: str, role: str, prompts: list, decoding, reader: tuple) -> list[Request]:
+    """The :class:`Request` of ``prompts`` with images and the one without (``reader``: the role's processor, image
+    token id, float bytes and size cache)."""
+    from unprior.models.generate import row_shapes
+
+    processor, image_token_id, float_bytes, cache = reader
+    out = []
+    for group in ([p for p in prompts if p.image is not None], [p for p in prompts if p.image is None]):
+        if group:
+            pixels = [_image_bytes(processor, p.image.size, float_bytes, cache) if p.image else 0 for p in group]
+            out.append(Request(strategy, role, tuple(row_shapes(processor, group, image_token_id)), tuple(pixels),
+                               decoding.num_beams, decoding.budget, any(p.noise_step for p in group)))
+    return out
+
+
+def _part_requests(cfg, samples: list, images: list, readers: dict[str, tuple]) -> list[Request]:
+    """What every planned strategy asks of an hf backend for one part, recorded by running the strategy itself."""
+    from unprior.pairs.run import NEEDS
+    from unprior.pairs.strategies import STRATEGIES, StrategyContext
+
+    recorders = {role: _Recorder() for role in readers}
+    ctx = StrategyContext(generator=recorders.get("generator"), injector=recorders.get("injector"), seed=cfg.seed)
+    out = []
+    for name in cfg.strategies:
+        role = NEEDS.get(name)
+        if role in recorders:
+            STRATEGIES[name].run(samples, images, getattr(cfg, name), ctx)
+            out += [r for prompts, decoding in recorders[role].asked
+                    for r in _requests(name, role, prompts, decoding, readers[role])]
+            recorders[role].asked.clear()
+    return out
+
+
+def _reader(backend) -> tuple[ModelShape, tuple]:
+    """The role's model shape in the dtype the hf backend loads, and what its prompts are measured with."""
+    import dataclasses
+
+    from transformers import AutoTokenizer
+
+    from unprior.models.backends.hf import resolve_device, resolve_dtype
+    from unprior.models.families import load_processor
+
+    model, config, vlm = meta_model(backend.model, trust_remote_code=backend.trust_remote_code, text_ok=True)
+    dtype = dtype_name(resolve_dtype(backend.dtype, resolve_device(backend.device)))
+    load = load_processor if vlm else AutoTokenizer.from_pretrained
+    processor = load(backend.model, trust_remote_code=backend.trust_remote_code)
+    image_token_id = getattr(config, "image_token_id", None) or getattr(config, "image_token_index", None)
+    return dataclasses.replace(shape_of(model, config), dtype=dtype), (processor, image_token_id, DTYPE_BYTES[dtype],
+                                                                      {})
+
+
+def pairs_inputs(cfg, rows: int) -> PairsInputs:
+    """Read what :func:`pairs_plan_lines` needs for ``unprior pairs`` with config ``cfg``: the hf models on the meta
+    device, and the requests of whole parts of this shard (evenly spaced, ``rows`` samples or more), from the
+    source's rows through the same loader, strategies and processor as the run. Nothing is loaded or written."""
+    from unprior.models.backends.hf import resolve_device
+    from unprior.pairs.loaders import load_samples
+    from unprior.pairs.run import NEEDS, _open_images, _refuse_empty, _resolve_max_new_tokens, shard_of
+
+    roles = [role for role in ("generator", "injector") if getattr(cfg, role).backend == "hf"
+             and any(NEEDS.get(s) == role for s in cfg.strategies)]
+    models, readers = {}, {}
+    for role in roles:
+        models[role], readers[role] = _reader(getattr(cfg, role))
+    samples, report = load_samples(cfg.source, cfg.load)
+    _refuse_empty(report)
+    _resolve_max_new_tokens(cfg, samples)
+    mine = [s for s in samples if shard_of(s.id, cfg.num_shards) == cfg.shard_index]
+    parts = [mine[i: i + cfg.part_size] for i in range(0, len(mine), cfg.part_size)]
+    requests, decoded, planned = [], 0, 0
+    for k in _spaced(len(parts), math.ceil(rows / cfg.part_size)):
+        kept, images, _ = _open_images(parts[k], [], cfg.load.max_pixels)
+        decoded, planned = max(decoded, sum(3 * im.width * im.height for im in images if im)), planned + len(kept)
+        requests += _part_requests(cfg, kept, images, readers)
+    cpu = resolve_device(cfg.generator.device).type == "cpu"
+    return PairsInputs(models, tuple(requests), {r: (getattr(cfg, r).batch_size, getattr(cfg, r).max_batch_tokens)
+                                                 for r in roles}, CPU_PROCESS_BYTES + decoded if cpu else 0,
+                       str(resolve_device(cfg.generator.device)), len(mine), planned)
+
+
+def _call_note(call: CallShape) -> str:
+    beams = f" × {call.beams} beams" if call.beams > 1 else ""
+    image = f", {call.image:,} image tokens" if call.image else ", no image"
+    return f"{call.rows} row(s){beams}, prompt {call.prompt:,} + {call.new_tokens} new tokens{image}"
+
+
+def _strategy_terms(cfg, inputs: PairsInputs, calls: list[CallShape]) -> list[tuple[str, int, str]]:
+    """One line per strategy: its largest call's peak above the weights, or why it needs no memory here."""
+    from unprior.pairs.run import NEEDS
+
+    terms = []
+    for name in cfg.strategies:
+        mine = [c for c in calls if c.strategy == name]
+        role = NEEDS.get(name)
+        if mine:
+            worst = max(mine, key=lambda c: call_peak(inputs.models[c.role], c))
+            terms.append((name, call_peak(inputs.models[worst.role], worst),
+                          f"{len(mine)} call(s), the largest: {_call_note(worst)}"))
+        elif role and role not in inputs.models:
+            terms.append((name, 0, f"the {getattr(cfg, role).backend} backend: not in this process"))
+        else:
+            terms.append((name, 0, "generates nothing" if not role else "no prompts in the planned parts"))
+    return terms
+
+
+def _call_terms(model: ModelShape, call: CallShape) -> list[tuple[str, int, str]]:
+    """The largest call, its parts, and which moment is its peak."""
+    size, seqs = DTYPE_BYTES[model.dtype], call.sequences
+    moments = call_moments(model, call)
+    tokens = call.image * model.vision_tokens_per_image_token
+    vision = [("  vision tower", tower_bytes(model, call), f"transient over {tokens:,} tower tokens"),
+              ("  image tensors", call.pixels, "× 2 while noised and in the tower")] if call.image else []
+    return [
+        ("largest call", max(moments.values()), f"{call.strategy}, {_call_note(call)}; its peak: the "
+                                                f"{max(moments, key=moments.__getitem__)}"),
+        *vision,
+        ("  KV cache", kv_cache_bytes(model.text, seqs, call.prompt + call.new_tokens, size),
+         f"{seqs} sequence(s) × {call.prompt + call.new_tokens:,} tokens"),
+        ("  prefill layer", prefill_bytes(model.text, seqs, call.prompt, size), "one decoder layer's working set"),
+        ("  logits", logits_bytes(model.text, seqs), "the last position only"),
+    ]
+
+
+def pairs_plan_lines(cfg, inputs: PairsInputs, device_memory: int | None) -> list[str]:
+    calls = pairs_calls(inputs)
+    peak, worst = pairs_peak(inputs, calls)
+    terms = [(f"weights ({role})", m.params * DTYPE_BYTES[m.dtype], f"{m.params:,} parameters in {m.dtype}")
+             for role, m in inputs.models.items()]
+    if inputs.host:
+        terms.append(("process and images (CPU)", inputs.host, "Python, torch, tokenizer (docs/pairs.md) and a "
+                                                               "part's decoded images"))
+    terms += _strategy_terms(cfg, inputs, calls)
+    if worst:
+        terms += _call_terms(inputs.models[worst.role], worst)
+    auto = ", no GPU here: generator.device=cuda plans one" if cfg.generator.device == "auto" and inputs.host else ""
+    title = (f"memory plan: pairs, hf backend on {inputs.device} (generator.device={cfg.generator.device}{auto}); "
+             f"{inputs.planned} of {inputs.samples} samples of shard {cfg.shard_index}/{cfg.num_shards}, "
+             f"{len(calls)} generate call(s)")
+    return [*plan_lines(title, terms, peak, None, None), *_budget_lines(cfg, inputs, peak, device_memory)]
+
+
+def _budget_lines(cfg, inputs: PairsInputs, peak: int, memory: int | None) -> list[str]:
+    if not memory:
+        return []
+    if "generator" not in inputs.models:
+        return [f"  {'fits' if peak <= memory else 'does not fit'} {human(memory)}"]
+    budget = largest_budget(inputs, memory)
+    if budget is None:
+        return [f"  does not fit {human(memory)}, not even one row per call (a smaller dtype, another device)"]
+    if budget == 0:
+        return [f"  fits {human(memory)} without a budget: generator.max_batch_tokens=0 ({cfg.generator.batch_size} "
+                "rows per call, generator.batch_size)"]
+    calls = [c for c in pairs_calls(inputs, budget) if c.role == "generator"]
+    rows = max(c.rows for c in [c for c in calls if c.image] or calls)
+    return [f"  largest generator.max_batch_tokens that fits {human(memory)}: {budget:,} (up to {rows} row(s) per "
+            f"call{' with images' if any(c.image for c in calls) else ''}; now {cfg.generator.max_batch_tokens:,})"]
+
+
 def run_plan(command: str, cfg, settings: PlanConfig, log=print) -> int:
-    """Print the plan of ``unprior train`` / ``unprior score`` with config ``cfg``; nothing is loaded or written."""
+    """Print the plan of ``unprior train`` / ``score`` / ``pairs`` with config ``cfg``; nothing is loaded or
+    written."""
     memory = parse_bytes(settings.device_memory) if settings.device_memory else None
     if command == "train":
         from unprior.pairs.run import resolve_pairs
@@ -524,6 +909,8 @@ def run_plan(command: str, cfg, settings: PlanConfig, log=print) -> int:
         run = RunShape(precision, cfg.lora.r if cfg.lora.enabled else 0, cfg.activation_checkpointing,
                        settings.setup, settings.devices, cfg.batch_size)
         lines = train_plan_lines(model, row, run, rows, memory)
+    elif command == "pairs":
+        lines = pairs_plan_lines(cfg, pairs_inputs(cfg, settings.rows), memory)
     else:
         model = model_shape(cfg.model, trust_remote_code=cfg.trust_remote_code, dtype=cfg.dtype)
         row, rows = longest_row(cfg.pairs, cfg.model, max_length=cfg.max_length, kinds=None, rows=settings.rows,
