@@ -128,7 +128,7 @@ def test_calls_against_the_processor(family_model, tmp_path):
     from unprior.config import load_config
     from unprior.models.families import load_processor
     from unprior.models.generate import chat_text
-    from unprior.pairs.run import PairsConfig
+    from unprior.pairs.config import PairsConfig
 
     model = family_model("idefics3")
     data = _dataset(tmp_path / "data")

@@ -20,7 +20,7 @@ from unprior.config import (
 from unprior.eval.config import EvalConfig
 from unprior.eval.frontier import FrontierConfig
 from unprior.eval.judge import JudgeConfig
-from unprior.pairs.run import PairsConfig
+from unprior.pairs.config import PairsConfig
 from unprior.score.config import ScoreConfig
 from unprior.train.config import TrainConfig
 
@@ -135,7 +135,7 @@ def test_a_train_checkpoint_written_under_the_old_names_resumes(tmp_path):
 
 def test_a_pairs_shard_started_under_the_old_names_resumes(tmp_path):
     from unprior.io import InputError, write_json
-    from unprior.pairs.run import _check_plan
+    from unprior.pairs.shards import check_plan
 
     cfg = PairsConfig(source="s.jsonl", strategies=["rules"])
     recorded = to_dict(cfg)
@@ -143,6 +143,6 @@ def test_a_pairs_shard_started_under_the_old_names_resumes(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(recorded))
     plan = {"config_hash": "new", "samples": 3, "ids_hash": "x", "parts": 1}
     write_json(tmp_path / "plan.json", {**plan, "config_hash": "old"})
-    _check_plan(tmp_path, plan, cfg)
+    check_plan(tmp_path, plan, cfg)
     with pytest.raises(InputError, match=r"rules\.max_negatives"):
-        _check_plan(tmp_path, plan, dataclasses.replace(cfg, rules=dataclasses.replace(cfg.rules, max_negatives=9)))
+        check_plan(tmp_path, plan, dataclasses.replace(cfg, rules=dataclasses.replace(cfg.rules, max_negatives=9)))

@@ -80,13 +80,13 @@ COMMANDS: dict[str, Command] = {
         "Grounding frontier on the world: best counterfactual accuracy at matched in-distribution accuracy.",
     ),
     "pairs": Command(
-        "unprior.pairs.run:PairsConfig",
+        "unprior.pairs.config:PairsConfig",
         "unprior.pairs.run:run_pairs",
         "Generate negatives (image weakening, error injection, rules, NaPO biases): sharded, resumable pairs run.",
     ),
     "pairs merge": Command(
-        "unprior.pairs.run:MergeConfig",
-        "unprior.pairs.run:run_merge",
+        "unprior.pairs.config:MergeConfig",
+        "unprior.pairs.merge:run_merge",
         "Merge the shards of a pairs run into one pairs file (optionally a TRL or LLaMA-Factory export).",
     ),
     "pairs noise": Command(

@@ -753,7 +753,7 @@ def _requests(strategy: str, role: str, prompts: list, decoding, reader: tuple) 
 
 def _part_requests(cfg, samples: list, images: list, readers: dict[str, tuple]) -> list[Request]:
     """What every planned strategy asks of an hf backend for one part, recorded by running the strategy itself."""
-    from unprior.pairs.run import NEEDS
+    from unprior.pairs.config import NEEDS
     from unprior.pairs.strategies import STRATEGIES, StrategyContext
 
     recorders = {role: _Recorder() for role in readers}
@@ -792,8 +792,10 @@ def pairs_inputs(cfg, rows: int) -> PairsInputs:
     device, and the requests of whole parts of this shard (evenly spaced, ``rows`` samples or more), from the
     source's rows through the same loader, strategies and processor as the run. Nothing is loaded or written."""
     from unprior.models.backends.hf import resolve_device
+    from unprior.pairs.config import NEEDS
     from unprior.pairs.loaders import load_samples
-    from unprior.pairs.run import NEEDS, _open_images, _refuse_empty, _resolve_max_new_tokens, shard_of
+    from unprior.pairs.run import open_images, refuse_empty, resolve_max_new_tokens
+    from unprior.pairs.shards import shard_of
 
     roles = [role for role in ("generator", "injector") if getattr(cfg, role).backend == "hf"
              and any(NEEDS.get(s) == role for s in cfg.strategies)]
@@ -801,13 +803,13 @@ def pairs_inputs(cfg, rows: int) -> PairsInputs:
     for role in roles:
         models[role], readers[role] = _reader(getattr(cfg, role))
     samples, report = load_samples(cfg.source, cfg.load)
-    _refuse_empty(report)
-    _resolve_max_new_tokens(cfg, samples)
+    refuse_empty(report)
+    resolve_max_new_tokens(cfg, samples)
     mine = [s for s in samples if shard_of(s.id, cfg.num_shards) == cfg.shard_index]
     parts = [mine[i: i + cfg.part_size] for i in range(0, len(mine), cfg.part_size)]
     requests, decoded, planned = [], 0, 0
     for k in _spaced(len(parts), math.ceil(rows / cfg.part_size)):
-        kept, images, _ = _open_images(parts[k], [], cfg.load.max_pixels)
+        kept, images, _ = open_images(parts[k], [], cfg.load.max_pixels)
         decoded, planned = max(decoded, sum(3 * im.width * im.height for im in images if im)), planned + len(kept)
         requests += _part_requests(cfg, kept, images, readers)
     cpu = resolve_device(cfg.generator.device).type == "cpu"
@@ -824,7 +826,7 @@ def _call_note(call: CallShape) -> str:
 
 def _strategy_terms(cfg, inputs: PairsInputs, calls: list[CallShape]) -> list[tuple[str, int, str]]:
     """One line per strategy: its largest call's peak above the weights, or why it needs no memory here."""
-    from unprior.pairs.run import NEEDS
+    from unprior.pairs.config import NEEDS
 
     terms = []
     for name in cfg.strategies:
@@ -899,7 +901,7 @@ def run_plan(command: str, cfg, settings: PlanConfig, log=print) -> int:
     written."""
     memory = parse_bytes(settings.device_memory) if settings.device_memory else None
     if command == "train":
-        from unprior.pairs.run import resolve_pairs
+        from unprior.pairs.merge import resolve_pairs
 
         model = model_shape(cfg.model)
         kinds = tuple(cfg.objective.kinds)

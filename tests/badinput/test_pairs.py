@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pairs.helpers import corrupt_png, huge_png_header, png_bytes
 
-from unprior.pairs.run import iter_run_rows
+from unprior.pairs.merge import iter_run_rows
 
 from .helpers import GOOD, pairs_args, pairs_file, refused, rejected, snapshot, source_row, truncate, write_rows
 

@@ -46,7 +46,7 @@ def test_zero3_config(tmp_path):
 
 def test_pairs_configs_load_and_validate(tmp_path):
     from unprior.config import load_config
-    from unprior.pairs.run import PairsConfig
+    from unprior.pairs.config import PairsConfig
 
     gpu_bench.main(["--dry-run", "--out", str(tmp_path), "--prompts", "16", "--max-new-tokens", "32"])
     for backend in ("hf", "vllm"):

@@ -13,7 +13,8 @@ from pathlib import Path
 from unprior.cli import main
 from unprior.io import read_json
 from unprior.pairs.loaders import load_samples
-from unprior.pairs.run import iter_run_rows, run_pairs
+from unprior.pairs.merge import iter_run_rows
+from unprior.pairs.run import run_pairs
 
 from .tiny import pairs_args, run_config
 

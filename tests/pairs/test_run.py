@@ -12,7 +12,10 @@ from unprior.cli import _split_command, main
 from unprior.config import ConfigError, load_config
 from unprior.formats.pairs import read_pairs
 from unprior.io import InputError, read_json
-from unprior.pairs.run import MergeConfig, PairsConfig, iter_run_rows, merge_pairs, run_pairs, shard_of
+from unprior.pairs.config import MergeConfig, PairsConfig
+from unprior.pairs.merge import iter_run_rows, merge_pairs
+from unprior.pairs.run import run_pairs
+from unprior.pairs.shards import shard_of
 
 from .tiny import pairs_args, run_config
 
@@ -214,7 +217,7 @@ def test_score_takes_a_pairs_run_directory_without_merge(tiny_world: Path, tiny_
     the run directory or its shard directory and merge it on the spot, once."""
     import os
 
-    from unprior.pairs.run import resolve_pairs
+    from unprior.pairs.merge import resolve_pairs
     from unprior.score.config import ScoreConfig
     from unprior.score.reference import run_score
 

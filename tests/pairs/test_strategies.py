@@ -14,7 +14,8 @@ from unprior.models.backends.hf import HFBackend
 from unprior.models.generate import Prompt
 from unprior.pairs.config import ErrorInjectionConfig, ImageWeakeningConfig, OriginalConfig
 from unprior.pairs.loaders import load_samples
-from unprior.pairs.run import iter_run_rows, run_pairs
+from unprior.pairs.merge import iter_run_rows
+from unprior.pairs.run import run_pairs
 from unprior.pairs.strategies import (
     STRATEGIES,
     StrategyContext,
@@ -155,7 +156,7 @@ def test_original_keeps_rejected_and_napo_columns() -> None:
 
 def test_rules_is_the_default_and_needs_no_model(tiny_world: Path, tmp_path: Path) -> None:
     from unprior.config import load_config
-    from unprior.pairs.run import PairsConfig
+    from unprior.pairs.config import PairsConfig
 
     cfg = load_config(PairsConfig, None, [f"source={tiny_world}", f"out={tmp_path}", "progress=false"])
     assert cfg.strategies == ["rules"] and run_pairs(cfg) == 0

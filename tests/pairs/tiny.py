@@ -70,7 +70,7 @@ def pairs_args(world: Path, model: Path, out: Path, *extra: str) -> list[str]:
 
 def run_config(world: Path, model: Path, out: Path, *extra: str) -> Any:
     from unprior.config import load_config
-    from unprior.pairs.run import PairsConfig
+    from unprior.pairs.config import PairsConfig
 
     return load_config(PairsConfig, None, pairs_args(world, model, out, *extra))
 

@@ -9,5 +9,6 @@ are :mod:`unprior.formats.pairs`, which score, train and eval read too:
 - :mod:`unprior.pairs.rules`: dataset statistics and single common-but-wrong edits (error injection without an LLM).
 - :mod:`unprior.pairs.strategies`: the negative strategies (image_weakening, error_injection, rules, language_bias,
   vision_bias, original).
-- :mod:`unprior.pairs.run`: ``unprior pairs`` (sharded, resumable generation) and ``unprior pairs merge``.
+- :mod:`unprior.pairs.run`: ``unprior pairs`` (sharded, resumable generation; the shards: :mod:`unprior.pairs.shards`,
+  the counts and progress bar: :mod:`unprior.pairs.summary`); :mod:`unprior.pairs.merge`: ``unprior pairs merge``.
 """

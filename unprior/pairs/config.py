@@ -1,4 +1,5 @@
-"""Config dataclasses for the pairs stage's loaders and filters (the stage config composes them)."""
+"""Configs of the pairs stage: ``unprior pairs`` (``PairsConfig``, composing the loader, strategy and filter configs)
+and ``pairs merge`` (``MergeConfig``); ``NoiseConfig`` checks ``unprior.pairs.noise.REWRITES``, so it lives there."""
 
 from __future__ import annotations
 
@@ -10,6 +11,14 @@ from unprior.models.backends import BackendConfig, Decoding
 
 FORMATS = ("auto", "unprior", "llava", "hf", "rlaifv", "trl")
 SCHEMA_FIELDS = ("id", "image", "prompt", "answer", "rejected")
+STRATEGY_NAMES = ("image_weakening", "error_injection", "rules", "language_bias", "vision_bias", "original")
+NEEDS = {
+    "image_weakening": "generator",
+    "language_bias": "generator",
+    "vision_bias": "generator",
+    "error_injection": "injector",
+}
+"""The backend role each model-using strategy needs."""
 
 
 @dataclass
@@ -197,3 +206,91 @@ class OriginalConfig:
 
     def validate(self) -> None:
         pass
+
+
+@dataclass
+class PairsConfig:
+    """Generate bootstrapped negatives for a dataset and write a pairs dataset (docs/papers.md: BPO, NaPO)."""
+
+    source: str = ""
+    """The dataset: any path ``unprior.pairs.loaders`` reads (a world root, LLaVA JSON, RLAIF-V parquet, ...)."""
+    load: LoadConfig = field(default_factory=LoadConfig)
+    out: str = ""
+    """Output directory (shard directories are created under it)."""
+    strategies: list[str] = field(default_factory=lambda: ["rules"])
+    """Negative strategies, in order: image_weakening, error_injection, rules, language_bias, vision_bias,
+    original. Each sample gets the negatives of every strategy (after filtering)."""
+    image_weakening: ImageWeakeningConfig = field(default_factory=ImageWeakeningConfig)
+    error_injection: ErrorInjectionConfig = field(default_factory=ErrorInjectionConfig)
+    rules: RulesConfig = field(default_factory=RulesConfig)
+    language_bias: BiasConfig = field(default_factory=BiasConfig)
+    vision_bias: BiasConfig = field(default_factory=BiasConfig)
+    original: OriginalConfig = field(default_factory=OriginalConfig)
+    generator: BackendConfig = field(default_factory=BackendConfig)
+    """The VLM that answers for image_weakening, language_bias and vision_bias (BPO and NaPO use the model being
+    trained)."""
+    injector: InjectorBackendConfig = field(default_factory=InjectorBackendConfig)
+    """The text LLM of error_injection (BPO: the MLLM's own base LLM)."""
+    filters: FilterConfig = field(default_factory=FilterConfig)
+    part_size: int = 64
+    """Samples per output part (the unit of resumption: a kill loses at most one part's work)."""
+    num_shards: int = 1
+    """Split the samples into this many shards (by a stable hash of their id)."""
+    shard_index: int = 0
+    """Which shard this process generates (0-based)."""
+    seed: int = 0
+    """Seed of every random choice (noise, rule edits, sampled decoding)."""
+    embed_images: bool = False
+    """Store image bytes in the part files instead of paths relative to the source's image root."""
+    overwrite: bool = False
+    """Discard this shard's existing output (finished or not) and start again."""
+    progress: bool = True
+    """Show a progress bar (rate and ETA)."""
+
+    def validate(self) -> None:
+        if not self.source:
+            fail("source", "set the dataset to read")
+        if not self.out:
+            fail("out", "set the output directory")
+        if not self.strategies:
+            fail("strategies", "choose at least one strategy")
+        for name in self.strategies:
+            if name not in STRATEGY_NAMES:
+                fail("strategies", f"unknown strategy {name!r}; known: {', '.join(STRATEGY_NAMES)}")
+        if len(set(self.strategies)) != len(self.strategies):
+            fail("strategies", "lists a strategy twice")
+        for name in self.strategies:
+            role = NEEDS.get(name)
+            if role and not getattr(self, role).model:
+                fail(f"{role}.model", f"strategy {name} needs a {role} model")
+        check_range(self, "part_size", lo=1)
+        check_range(self, "num_shards", lo=1)
+        if not 0 <= self.shard_index < self.num_shards:
+            fail("shard_index", f"must be in [0, {self.num_shards - 1}], got {self.shard_index}")
+        for section in (self.load, self.image_weakening, self.error_injection, self.rules, self.filters):
+            section.validate()
+        for section in (self.language_bias, self.vision_bias, self.generator, self.injector):
+            section.validate()
+
+
+@dataclass
+class MergeConfig:
+    """Merge the shards of a pairs run into one pairs dataset (and optionally a training export)."""
+
+    out: str = ""
+    """The pairs run's output directory (holding ``shard-XXXXX-of-YYYYY/``)."""
+    output: str = ""
+    """Merged pairs file, ``.parquet`` or ``.jsonl``. Empty: ``<out>/pairs.parquet``."""
+    export: str = "none"
+    """Also write a training export: trl (``<out>/trl/train.parquet``), llamafactory (``<out>/llamafactory/``), or
+    none."""
+    allow_partial: bool = False
+    """Merge what is finished even when shards are missing or incomplete (reported in the summary)."""
+
+    def validate(self) -> None:
+        if not self.out:
+            fail("out", "set the pairs run's output directory")
+        check_choice(self, "export", ("none", "trl", "llamafactory"))
+        if self.output and not self.output.endswith((".parquet", ".jsonl")):
+            fail("output", "must end in .parquet or .jsonl")
+

@@ -181,8 +181,7 @@ def select_pool(world: Path, pool: PoolConfig) -> list[dict[str, Any]]:
 
 def pairs_config(d: Demo, pool_file: Path, out: Path):
     """``unprior pairs`` config: all four strategies, the base model as the generator."""
-    from unprior.pairs.config import BackendConfig, LoadConfig
-    from unprior.pairs.run import PairsConfig
+    from unprior.pairs.config import BackendConfig, LoadConfig, PairsConfig
 
     p = d.cfg.pairs
     cfg = PairsConfig(source=str(pool_file), load=LoadConfig(format="unprior", image_root=str(d.world)), out=str(out),
@@ -200,7 +199,9 @@ def pairs_config(d: Demo, pool_file: Path, out: Path):
 
 
 def step_pairs(d: Demo) -> None:
-    from unprior.pairs.run import MergeConfig, merge_pairs, run_pairs
+    from unprior.pairs.config import MergeConfig
+    from unprior.pairs.merge import merge_pairs
+    from unprior.pairs.run import run_pairs
     from unprior.score.reference import model_fingerprint
 
     assert d.world is not None

@@ -501,7 +501,7 @@ def ensure_reference(cfg: ScoreConfig, log: Log = print, *, model=None, processo
     Returns:
         The entry directory (holding ``reference.parquet`` and ``manifest.json``).
     """
-    from unprior.pairs.run import resolve_pairs
+    from unprior.pairs.merge import resolve_pairs
 
     cfg = dataclasses.replace(cfg, pairs=resolve_pairs(cfg.pairs, log))  # a pairs run directory: its merged file
     require_pairs_rows(cfg.pairs)  # a missing, damaged or empty pairs file is refused before any model loads

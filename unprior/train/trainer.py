@@ -39,7 +39,7 @@ from unprior.guards import NonFiniteError, json_line
 from unprior.io import InputError, read_json, write_rejected
 from unprior.losses import ObjectiveOutput, objective_loss
 from unprior.numerics import cosine_lr
-from unprior.pairs.run import resolve_pairs
+from unprior.pairs.merge import resolve_pairs
 from unprior.score.config import ScoreConfig
 from unprior.score.corrupt import make_corrupter
 from unprior.score.reference import ensure_reference, load_reference
