@@ -22,8 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from unprior.formats.pairs import read_pairs
 from unprior.io import read_json, write_json
-from unprior.pairs.schema import read_pairs
 from unprior.score.config import ScoreConfig
 from unprior.score.reference import ensure_reference, load_reference
 

@@ -54,6 +54,28 @@ def test_arm_train_overrides_are_validated_and_applied():
         train_config_for(cfg, ArmConfig(train={"steps": -1}), 0, "m", "p.parquet")
 
 
+def test_an_arm_trains_with_the_demos_train_config():
+    """Every field of ``demo.train`` reaches a study arm as it reaches the demo's method (``train_vision`` once did
+    not); only the seed (the study's) and ``out`` (set per unit) differ."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from unprior.config import to_dict
+    from unprior.pipeline.steps import Demo, demo_train_config
+    from unprior.study.grid import train_config_for
+
+    demo = load_config(DemoConfig, None, ["train.train_vision=true", "train.steps=7", "train.lr=1e-4", "threads=1",
+                                          "train.max_length=96", "train.beta=0.2", "train.sft_weight=0.5"])
+    d = Demo(demo, Console(), Path("unused"), models={"base": Path("m")}, pairs_dir=Path("p"))
+    cfg = StudyConfig(demo=demo, threads=1, arms={m: ArmConfig(objective=o) for m, o in
+                                                  (("sft", "sft"), ("dpo", "bpo"), ("napo", "napo"))})
+    for method, arm in cfg.arms.items():
+        study = train_config_for(cfg, arm, seed=demo.train.seed, model="m", pairs=str(d.pairs_file))
+        assert study == {**to_dict(demo_train_config(d, method, Path())), "out": ""}
+        assert study["train_vision"] is True and study["steps"] == 7
+
+
 def test_mean_std_is_the_sample_std():
     m, s = mean_std([0.4, 0.5, 0.6])
     assert m == pytest.approx(0.5) and s == pytest.approx(0.1)

@@ -162,16 +162,17 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(dotted name, default, doc) for every field, recursing into nested config dataclasses."""
+def describe(cls: type, prefix: str = "", default: Any = None) -> list[tuple[str, str, str]]:
+    """(dotted name, default, doc) for every field, recursing into sections with their field's default (not their
+    class's: the demo's ``train.lora`` differs)."""
     rows = []
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
-    default = cls()
+    default = cls() if default is None else default
     for f in dataclasses.fields(cls):
         value = getattr(default, f.name)
         if dataclasses.is_dataclass(hints[f.name]):
-            rows += describe(hints[f.name], prefix + f.name + ".")
+            rows += describe(hints[f.name], prefix + f.name + ".", value)
         else:
             rows.append((prefix + f.name, json.dumps(value, default=dataclasses.asdict), docs.get(f.name, "")))
     return rows
@@ -240,8 +241,14 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
 
 def from_dict(cls: type[C], data: dict[str, Any], prefix: str = "") -> C:
     """Build ``cls`` from a (possibly partial) mapping; unknown keys and wrong types raise ConfigError; renamed keys
-    are read under their new names (with a warning)."""
+    are read under their new names (with a warning). A class with a ``preset(name)`` static method reads
+    ``preset: NAME`` as that preset's fields, with the mapping's other keys merged over them."""
     data = _rename_one(cls, data, prefix, warn=True)
+    if "preset" in data and callable(getattr(cls, "preset", None)):
+        try:
+            data = _merge(to_dict(cls.preset(data["preset"])), {k: v for k, v in data.items() if k != "preset"})
+        except KeyError as e:
+            fail(prefix + "preset", str(e.args[0]))
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - names)
@@ -265,7 +272,8 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
-def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``data["a"]["b"] = value`` for ``dotted`` = ``"a.b"``, creating the sections on the way."""
     node = data
     *parents, leaf = dotted.split(".")
     for p in parents:
@@ -282,7 +290,7 @@ def parse_overrides(pairs: typing.Sequence[str]) -> dict[str, Any]:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {pair!r} is not of the form key=value")
-        _set_dotted(out, key.strip(), yaml.safe_load(raw) if raw != "" else "")
+        set_dotted(out, key.strip(), yaml.safe_load(raw) if raw != "" else "")
     return out
 
 

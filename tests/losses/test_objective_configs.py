@@ -1,7 +1,6 @@
-"""Every shipped objective YAML loads and validates; presets match their YAML; bad values name their field."""
+"""Every preset loads by name (``preset: NAME``) and validates; presets are the papers'; bad values name the field."""
 
 import re
-from pathlib import Path
 
 import pytest
 
@@ -9,20 +8,12 @@ from unprior.config import ConfigError, describe, from_dict, load_config
 from unprior.formats.pairs import NEGATIVE_KINDS
 from unprior.losses import PRESETS, KindConfig, ObjectiveConfig, objective_preset
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "objective"
-YAMLS = sorted(CONFIG_DIR.glob("*.yaml"))
 
-
-def test_configs_are_shipped():
-    assert {path.stem for path in YAMLS} >= set(PRESETS)
-
-
-@pytest.mark.parametrize("path", YAMLS, ids=lambda p: p.name)
-def test_every_shipped_yaml_loads_and_validates(path):
-    cfg = load_config(ObjectiveConfig, path)
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_loads_by_name_and_validates(name):
+    cfg = load_config(ObjectiveConfig, None, [f"preset={name}"])
     cfg.validate()
-    if path.stem in PRESETS:
-        assert cfg == objective_preset(path.stem)
+    assert cfg == objective_preset(name)
 
 
 @pytest.mark.parametrize(("name", "original"), [("napo", "error_injection"), ("napo_original", "original")])
@@ -75,9 +66,12 @@ def test_presets_are_fresh_copies():
 
 
 def test_overrides_reach_a_kind():
-    cfg = load_config(ObjectiveConfig, CONFIG_DIR / "napo.yaml", ["kinds.vision_bias.alpha=0.05", "sft_weight=1"])
+    cfg = load_config(ObjectiveConfig, None, ["preset=napo", "kinds.vision_bias.alpha=0.05", "sft_weight=1"])
     assert cfg.kinds["vision_bias"].alpha == 0.05
     assert cfg.sft_weight == 1.0
+    assert cfg.kinds["vision_bias"].margin == "sum" and set(cfg.kinds) == set(objective_preset("napo").kinds)
+    with pytest.raises(ConfigError, match=r"config field 'preset'.*unknown objective preset 'nope'"):
+        load_config(ObjectiveConfig, None, ["preset=nope"])
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ for the policy and the reference) and returns per-example losses with detached r
 - Pairwise losses (one table, :data:`LOSSES`): DPO, cDPO, robust DPO, IPO, hinge, SimPO, NaPO (Eq. 9).
 - NaPO's dynamic q (Eq. 12) and γ weights (Eq. 13): :func:`noise_q`, :func:`dynamic_gamma`, :func:`global_means`.
 - mDPO's conditional image term and anchor: :func:`conditional_image_loss`, :func:`anchor_loss`.
-- The objective (Eq. 14): :func:`objective_loss` with an :class:`ObjectiveConfig` (YAML presets in
-  configs/objective/, or :func:`objective_preset`).
+- The objective (Eq. 14): :func:`objective_loss` with an :class:`ObjectiveConfig` (a named preset:
+  :func:`objective_preset`, ``preset: NAME`` in YAML).
 """
 
 from unprior.losses.base import LossOutput, SeqLogps

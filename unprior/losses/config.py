@@ -1,7 +1,7 @@
 """The objective's config (Eq. 14, per negative kind) and its named presets.
 
-Load one with ``load_config(ObjectiveConfig, "configs/objective/napo.yaml", ["kinds.vision_bias.alpha=0.05"])``
-or get a preset by name with :func:`objective_preset`.
+The named presets (:data:`PRESETS`, defined here only): :func:`objective_preset`, or in YAML ``objective: {preset:
+napo, kinds: {vision_bias: {alpha: 0.05}}}`` (the preset with the other keys merged over it, docs/losses.md).
 
 Kind names are the negative kinds of the pairs data (:data:`unprior.formats.pairs.NEGATIVE_KINDS`: ``original``,
 ``image_weakening``, ``error_injection``, ``language_bias``, ``vision_bias``); the name of a kind in ``kinds`` says
@@ -117,6 +117,10 @@ class ObjectiveConfig:
         beta = self.kinds[name].beta
         return self.beta if beta is None else beta
 
+    @staticmethod
+    def preset(name: str) -> ObjectiveConfig:
+        return objective_preset(name)  # what ``preset: NAME`` reads as (unprior.config.from_dict)
+
 
 def _validate_kind(name: str, kind: KindConfig) -> None:
     try:
@@ -125,20 +129,14 @@ def _validate_kind(name: str, kind: KindConfig) -> None:
         raise ConfigError(str(e).replace("config field '", f"config field 'kinds.{name}.", 1)) from None
 
 
-def _napo_kinds(original: str) -> dict[str, KindConfig]:
-    """NaPO's three terms (Eq. 14), with ``original`` naming the kind that plays the original pair."""
+def _napo_kinds(original: str, weights: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> dict[str, KindConfig]:
+    """NaPO's three terms (Eq. 14) and their fixed weights; ``original`` names the kind playing the original pair."""
+    w_original, w_language, w_vision = weights
     return {
-        original: KindConfig(loss="dpo"),
-        "language_bias": KindConfig(loss="napo", q_mode="dynamic", margin="avg", alpha=0.5),
-        "vision_bias": KindConfig(loss="napo", q_mode="dynamic", margin="sum", alpha=0.01),
+        original: KindConfig(loss="dpo", weight=w_original),
+        "language_bias": KindConfig(loss="napo", q_mode="dynamic", margin="avg", alpha=0.5, weight=w_language),
+        "vision_bias": KindConfig(loss="napo", q_mode="dynamic", margin="sum", alpha=0.01, weight=w_vision),
     }
-
-
-def _napo_fixed(original: str) -> ObjectiveConfig:
-    kinds = _napo_kinds(original)
-    for name, weight in ((original, 0.04), ("language_bias", 0.48), ("vision_bias", 0.48)):
-        kinds[name].weight = weight
-    return ObjectiveConfig(kinds=kinds, gamma="fixed")
 
 
 BIASED_KINDS = ("language_bias", "vision_bias")
@@ -162,7 +160,7 @@ PRESETS: dict[str, Callable[[], ObjectiveConfig]] = {
     ),
     "napo": lambda: ObjectiveConfig(kinds=_napo_kinds(ORIGINAL_ROLE), gamma="dynamic"),
     "napo_original": lambda: ObjectiveConfig(kinds=_napo_kinds("original"), gamma="dynamic"),
-    "napo_fixed": lambda: _napo_fixed(ORIGINAL_ROLE),
+    "napo_fixed": lambda: ObjectiveConfig(kinds=_napo_kinds(ORIGINAL_ROLE, (0.04, 0.48, 0.48)), gamma="fixed"),
     "napo_fixed_q": lambda: _napo_swapped(loss="napo", q_mode="fixed", q=0.5),
     "cdpo": lambda: _napo_swapped(loss="cdpo", label_smoothing=NOISE_EPS),
     "rdpo": lambda: _napo_swapped(loss="robust", label_smoothing=NOISE_EPS),
@@ -170,7 +168,7 @@ PRESETS: dict[str, Callable[[], ObjectiveConfig]] = {
         kinds={ORIGINAL_ROLE: KindConfig(loss="dpo")}, conditional_weight=1.0, anchor_weight=1.0
     ),
 }
-"""Named objectives; each is also shipped as ``configs/objective/<name>.yaml`` (a test keeps them equal)."""
+"""Named objectives, the only definition of each (a config names one as ``preset: NAME``)."""
 
 
 def objective_preset(name: str) -> ObjectiveConfig:
@@ -180,15 +178,16 @@ def objective_preset(name: str) -> ObjectiveConfig:
     ``_original``, where it is the source dataset's own rejected answer (``original``).
 
     - ``dpo`` / ``dpo_original``: DPO on the original pair only (NaPO Table 1, "L_DPO w/ RLAIF-V").
-    - ``bpo``: plain DPO, weight 1, on BPO's two negative kinds, ``image_weakening`` and ``error_injection``.
+    - ``bpo``: plain DPO, weight 1, on BPO's (arXiv 2403.08730) two kinds, ``image_weakening`` and ``error_injection``.
     - ``napo`` / ``napo_original``: the paper (Eq. 14): DPO on the original pair; NaPO on ``language_bias`` with
       dynamic q from ψ_μ, α = 0.5; NaPO on ``vision_bias`` with dynamic q from ψ_Σ, α = 0.01; β = 0.1; dynamic γ
       (Eq. 13).
     - ``napo_fixed``: as ``napo`` with the fixed weights 0.04 / 0.48 / 0.48 of the official code's later runs.
     - ``napo_fixed_q``: as ``napo`` with a fixed q = 0.5 on both biased kinds instead of Eq. 12's dynamic q.
-    - ``cdpo`` / ``rdpo``: as ``napo`` with conservative DPO (Mitchell 2023) / robust DPO (Chowdhury et al. 2024) at
-      ε = 0.1 on both biased kinds instead of the NaPO loss: the label-noise baselines.
-    - ``mdpo``: DPO plus mDPO's conditional image term and anchor, weight 1 each (NaPO's strongest baseline).
+    - ``cdpo`` / ``rdpo``: as ``napo`` with conservative DPO (Mitchell 2023) / robust DPO (Chowdhury et al. 2024,
+      arXiv 2403.00409) at ε = 0.1 on both biased kinds instead of the NaPO loss: the label-noise baselines.
+    - ``mdpo``: DPO plus mDPO's (arXiv 2406.11839) conditional image term and anchor, weight 1 each (NaPO's strongest
+      baseline); the trainer then scores the chosen answers with a corrupted image too.
 
     Args:
         name: A key of :data:`PRESETS`.

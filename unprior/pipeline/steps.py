@@ -19,11 +19,14 @@ from unprior.io import cache_root, is_complete, read_json, read_jsonl, write_jso
 from unprior.pipeline.config import (
     DEMO_FORMAT_VERSION,
     LABELS,
+    METHOD_OBJECTIVES,
     STRATEGIES,
     DemoConfig,
     PoolConfig,
     control_config,
     objective_for,
+    train_config,
+    train_key,
 )
 from unprior.world.config import BaseConfig
 
@@ -242,15 +245,12 @@ def step_score(d: Demo) -> None:
     dump_yaml(cfg, d.out / "configs" / "score.yaml")
 
 
-def train_config(d: Demo, method: str, out: Path):
-    from unprior.train.config import LoraSettings, TrainConfig
-
+def demo_train_config(d: Demo, method: str, out: Path):
+    """``unprior train``'s config of one method: the demo's ``train`` section, the method's objective, model, pairs."""
     t = d.cfg.train
-    return TrainConfig(model=str(d.models["base"]), pairs=str(d.pairs_file), out=str(out), resume=True,
-                       objective=objective_for(method, t), max_length=t.max_length, batch_size=t.batch_size,
-                       steps=t.steps, lr=t.lr, warmup_ratio=t.warmup_ratio, lora=LoraSettings(enabled=False),
-                       train_vision=t.train_vision, seed=t.seed, log_every=5, score_batch_size=64,
-                       threads=d.cfg.threads)
+    objective = objective_for(METHOD_OBJECTIVES[method], t.beta, t.sft_weight)
+    return train_config(t, objective, model=str(d.models["base"]), pairs=str(d.pairs_file), out=str(out),
+                        threads=d.cfg.threads)
 
 
 def step_train(d: Demo) -> None:
@@ -258,9 +258,8 @@ def step_train(d: Demo) -> None:
 
     d.cached["train"] = True
     for method in d.cfg.methods:
-        cfg = train_config(d, method, Path())
-        key = config_hash({"version": DEMO_FORMAT_VERSION, "pairs": d.pairs_dir.name if d.pairs_dir else "",
-                           "train": {k: v for k, v in to_dict(cfg).items() if k not in ("out", "threads")}})
+        cfg = demo_train_config(d, method, Path())
+        key = train_key(to_dict(cfg), version=DEMO_FORMAT_VERSION, pairs=d.pairs_dir.name if d.pairs_dir else "")
         out = demo_cache("train", f"{method}-{key}")
         cfg.out = str(out)
         d.train_dirs[method] = out

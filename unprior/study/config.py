@@ -6,9 +6,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from unprior.config import check_choice, check_range, fail, to_dict
+from unprior.config import ConfigError, check_choice, check_range, fail, from_dict, set_dotted, to_dict
 from unprior.losses.config import ObjectiveConfig
-from unprior.pipeline.config import DemoConfig
+from unprior.pipeline.config import DemoConfig, objective_for
+from unprior.train.config import TrainConfig
 
 STUDY_FORMAT_VERSION = 1
 METRICS = {
@@ -55,13 +56,10 @@ class ArmConfig:
     def validate(self) -> None:
         check_range(self, "noise", 0.0, 0.999)
         check_choice(self, "noise_mode", ("rewrite", "same_form", "flip"))
-        from unprior.train.config import TrainConfig
-
-        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        allowed = {f.name for f in dataclasses.fields(TrainConfig)} - {"model", "pairs", "out", "objective", "seed"}
         for key in self.train:
-            if key not in known or key in ("model", "pairs", "out", "objective", "seed"):
-                fail("train", f"{key!r} cannot be overridden per arm; allowed: "
-                     f"{', '.join(sorted(known - {'model', 'pairs', 'out', 'objective', 'seed'}))}")
+            if key not in allowed:
+                fail("train", f"{key!r} cannot be overridden per arm; allowed: {', '.join(sorted(allowed))}")
 
 
 @dataclass
@@ -69,8 +67,9 @@ class StudyConfig:
     """A grid of arms × seeds on the embedded world, at the demo's settings unless ``demo.*`` says otherwise."""
 
     demo: DemoConfig = field(default_factory=DemoConfig)
-    """World, base model, pool size, pair generation, training and evaluation settings (``unprior demo``'s); its
-    ``pool.noncanonical_share``, ``pool.seed``, ``train.seed`` and ``base.seed`` are set per pool and seed."""
+    """World, base model, pool size, pair generation, training and evaluation settings (``unprior demo``'s; every
+    arm trains with ``demo.train``, its ``train`` overrides and its objective); its ``pool.noncanonical_share``,
+    ``pool.seed``, ``train.seed`` and ``base.seed`` are set per pool and seed."""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     """Seeds; each is a separately trained base model, pool draw, pair set, noise draw and training order."""
     vary_base: bool = True
@@ -120,23 +119,13 @@ class StudyConfig:
 
 
 def objective_for_arm(arm: ArmConfig, beta: float, sft_weight: float) -> ObjectiveConfig:
-    """The arm's objective: the demo's method or a loss preset, with ``set`` applied and ``drop`` kinds removed."""
-    from unprior.config import ConfigError, _set_dotted, from_dict
-    from unprior.losses import objective_preset
-    from unprior.pipeline.config import DemoTrainConfig, objective_for
-
-    if arm.objective == "sft":
-        base = objective_for("sft", DemoTrainConfig(beta=beta))
-    else:
-        base = objective_preset(arm.objective)
-        base.beta, base.sft_weight = beta, sft_weight
-    data = to_dict(base)
+    """The arm's objective: ``sft`` or a loss preset (:func:`~unprior.pipeline.config.objective_for`, as the demo's
+    methods), with ``set`` applied and ``drop`` kinds removed."""
+    data = to_dict(objective_for(arm.objective, beta, sft_weight))
     for key, value in arm.set.items():
-        _set_dotted(data, key, value)
+        set_dotted(data, key, value)
     for kind in arm.drop:
         if kind not in data["kinds"]:
             raise ConfigError(f"drop: the objective has no kind {kind!r} (it has {', '.join(data['kinds'])})")
         del data["kinds"][kind]
     return from_dict(ObjectiveConfig, data, prefix="objective.")
-
-

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from unprior.config import config_hash, dump_yaml, to_dict
+from unprior.config import config_hash, dump_yaml, from_dict, rename_keys, to_dict
 from unprior.io import is_complete, read_json, read_jsonl, write_json
-from unprior.pipeline.config import DemoConfig
+from unprior.pipeline.config import DemoConfig, train_config, train_key
 from unprior.study.config import METRICS, STUDY_FORMAT_VERSION, ArmConfig, StudyConfig, objective_for_arm
 from unprior.study.summary import write_summary
+from unprior.train.config import TrainConfig
 
 # ------------------------------------------------------------------------------------------------------ prepare
 
@@ -114,19 +115,10 @@ class Unit:
 
 
 def train_config_for(cfg: StudyConfig, arm: ArmConfig, seed: int, model: str, pairs: str) -> dict[str, Any]:
-    """The arm's ``unprior train`` config (the demo's settings, the arm's objective), as a dict."""
-    from unprior.train.config import LoraSettings, TrainConfig
-
+    """The arm's ``unprior train`` config (the demo's ``train`` section, the arm's objective and overrides), a dict."""
     t = cfg.demo.train
-    train = TrainConfig(model=model, pairs=pairs, out="", resume=True,
-                        objective=objective_for_arm(arm, t.beta, t.sft_weight), max_length=t.max_length,
-                        batch_size=t.batch_size, steps=t.steps, lr=t.lr, warmup_ratio=t.warmup_ratio,
-                        lora=LoraSettings(enabled=False), seed=seed, log_every=5, score_batch_size=64,
-                        threads=cfg.threads)
-    if not arm.train:
-        return to_dict(train)
-    from unprior.config import from_dict, rename_keys
-
+    objective = objective_for_arm(arm, t.beta, t.sft_weight)
+    train = train_config(t, objective, model=model, pairs=pairs, out="", seed=seed, threads=cfg.threads)
     overrides = rename_keys(TrainConfig, arm.train, prefix="train.")  # an old key overrides its new name
     data = to_dict(from_dict(TrainConfig, {**to_dict(train), **overrides, "out": "(set per unit)"}))
     return {**data, "out": ""}
@@ -136,8 +128,7 @@ def _train_dir(train: dict[str, Any], arm: str) -> Path:
     """The trained model's cache folder; any arm with the same train config reuses it."""
     from unprior.pipeline.steps import demo_cache
 
-    key = config_hash({"version": STUDY_FORMAT_VERSION, "train": {k: v for k, v in train.items()
-                                                                   if k not in ("out", "threads")}})
+    key = train_key(train, version=STUDY_FORMAT_VERSION)
     found = sorted(demo_cache("train").glob(f"*-study-{key}"))
     return found[0] if found else demo_cache("train", f"{arm}-study-{key}")
 
@@ -186,8 +177,6 @@ def run_unit(unit: Unit, log_dir: str) -> dict[str, Any]:
 
 
 def _train(unit: Unit, console: Any) -> tuple[Path, dict[str, Any]]:
-    from unprior.config import from_dict
-    from unprior.train.config import TrainConfig
     from unprior.train.trainer import setup, train
 
     assert unit.train is not None

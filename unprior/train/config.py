@@ -54,8 +54,8 @@ class TrainConfig:
     resume: bool = False
     """Continue from the newest complete checkpoint in ``out`` (start fresh if there is none)."""
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
-    """The objective (docs/losses.md; presets in configs/train/ and configs/objective/); its kind names must be
-    negative kinds of the pairs data. Default: DPO on the error-injected negatives (preset ``dpo``)."""
+    """The objective (docs/losses.md); ``preset: napo`` starts from a named one, other keys override it. Its kind
+    names must be negative kinds of the pairs data. Default: DPO on the error-injected negatives (preset ``dpo``)."""
     corruption: CorruptionConfig = field(default_factory=CorruptionConfig)
     """The corrupted image of mDPO's conditional term (used only when objective.conditional_weight > 0): seeded per
     row, identical for the reference (cached by ``unprior score``) and the policy."""
