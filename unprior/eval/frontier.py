@@ -29,11 +29,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from rich.console import Console
 
-from unprior.config import Renamed, check_range, fail, to_dict
+from unprior.config import Renamed, check_range, config_hash, fail, to_dict
 from unprior.eval.benchmarks.world import resolve_world_dir
-from unprior.eval.generation import load_eval_model, load_image
+from unprior.eval.generation import base_model, load_eval_model, load_image, model_info
+from unprior.eval.runner import model_label
 from unprior.io import read_json, read_jsonl, write_json, write_jsonl
+from unprior.models.generate import chat_text
 from unprior.world.build import attribute_qa
 from unprior.world.spec import COLOUR_NAMES, canonical
 
@@ -104,8 +107,6 @@ def slot_logprobs(model: Any, processor: Any, rows: Sequence[dict[str, Any]], ro
         root: The world directory.
         batch_size: Rows per forward pass (times 8 when colour words span several tokens).
     """
-    from unprior.models.generate import chat_text
-
     contexts = [chat_text(processor, r["prompt"], True) + answer_prefix(r["meta"]["target"]) for r in rows]
     out = np.zeros((len(rows), len(COLOUR_NAMES)), dtype=np.float64)
     for start in range(0, len(rows), batch_size):
@@ -310,10 +311,6 @@ class FrontierConfig:
 
 def frontier_results(cfg: FrontierConfig, result: dict[str, Any], world: Path) -> dict[str, Any]:
     """A ``results.json`` in the runner's format (benchmark ``world_frontier``), so ``eval compare`` can show it."""
-    from unprior.config import config_hash
-    from unprior.eval.generation import model_info
-    from unprior.eval.runner import model_label
-
     metrics: dict[str, float] = {"id_accuracy_b0": result["at_zero"]["id_accuracy"],
                                  "cf_accuracy_b0": result["at_zero"]["cf_accuracy"]}
     info = {"id_accuracy_b0": "ID attribute accuracy at b = 0 (slot argmax)",
@@ -344,10 +341,6 @@ def frontier_results(cfg: FrontierConfig, result: dict[str, Any], world: Path) -
 
 def run_frontier(cfg: FrontierConfig) -> int:
     """``unprior eval frontier``: compute, save and print the grounding frontier of one model."""
-    from rich.console import Console
-
-    from unprior.eval.generation import base_model
-
     console = Console(stderr=True)
     world = resolve_world_dir(cfg.world_dir)
     model, processor = load_eval_model(base_model(cfg.model, cfg.adapter), cfg.adapter)

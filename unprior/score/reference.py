@@ -52,6 +52,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from PIL import Image
+from rich.console import Console
 
 from unprior.config import dump_yaml
 from unprior.formats.pairs import PairRow, iter_pairs, open_image, pairs_metadata, require_pairs_rows
@@ -71,8 +72,11 @@ from unprior.io import (
     write_jsonl,
     write_rejected,
 )
-from unprior.score.config import ScoreConfig
-from unprior.score.corrupt import CorruptionConfig, make_corrupter
+from unprior.models.families import load_model, load_processor
+from unprior.models.generate import vision_merge
+from unprior.score.config import CorruptionConfig, ScoreConfig
+from unprior.score.corrupt import make_corrupter
+from unprior.score.noise_report import write_noise_report
 
 REFERENCE_FORMAT_VERSION = 1
 REFERENCE_FILE = "reference.parquet"
@@ -165,8 +169,6 @@ def corrupted_dir(entry: str | Path, corruption: CorruptionConfig) -> Path:
 
 def load_frozen(cfg: ScoreConfig):
     """The starting model in eval mode (dtype from the config) and its processor."""
-    from unprior.models.families import load_model
-
     dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32
     model, processor = load_model(cfg.model, trust_remote_code=cfg.trust_remote_code, dtype=dtype)
     return model.eval(), processor
@@ -282,8 +284,6 @@ def _score_in_chunks(cfg: ScoreConfig, work: Path | None, schema: pa.Schema, sco
 
 def vision_patches(model, prompt: dict[str, torch.Tensor]) -> int:
     """Vision-tower positions of a processed batch: its image tokens x the pixel-shuffle / merge factor."""
-    from unprior.models.generate import vision_merge
-
     config = model.config
     image_id = getattr(config, "image_token_id", None) or getattr(config, "image_token_index", None)
     if image_id is None or "input_ids" not in prompt:
@@ -507,8 +507,6 @@ def ensure_reference(cfg: ScoreConfig, log: Log = print, *, model=None, processo
     require_pairs_rows(cfg.pairs)  # a missing, damaged or empty pairs file is refused before any model loads
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    from unprior.models.families import load_processor
-
     processor = processor if processor is not None else load_processor(cfg.model)
     inputs = key_inputs(cfg, processor)
     key = reference_key(inputs)
@@ -538,8 +536,6 @@ def _score_entry(cfg: ScoreConfig, out: Path, key: str, inputs: dict[str, Any], 
     now = table.num_rows - resumed
     table, dropped = _drop_nonfinite(table, dropped, cfg, work)
     warning = _check_dropped(cfg, table, dropped, out)
-    from unprior.score.noise_report import write_noise_report
-
     with staged_dir(out, overwrite=True) as tmp:
         pq.write_table(table, tmp / REFERENCE_FILE)
         write_jsonl(tmp / "dropped.jsonl", dropped)
@@ -666,8 +662,6 @@ def load_reference(path: str | Path, corruption: CorruptionConfig | None = None)
 
 def run_score(cfg: ScoreConfig) -> int:
     """CLI entry: ensure the cache entry, print the noise report's headline numbers."""
-    from rich.console import Console
-
     console = Console()
     out = ensure_reference(cfg, log=console.print)
     report = read_json(out / "noise_report.json")

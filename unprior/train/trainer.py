@@ -38,6 +38,7 @@ from unprior.forward.prefix import ResponseScorer
 from unprior.guards import NonFiniteError, json_line
 from unprior.io import InputError, read_json, write_rejected
 from unprior.losses import ObjectiveOutput, objective_loss
+from unprior.models.families import load_model
 from unprior.numerics import cosine_lr
 from unprior.pairs.merge import resolve_pairs
 from unprior.score.config import ScoreConfig
@@ -91,8 +92,6 @@ class Run:
 
 def setup(cfg: TrainConfig) -> Run:
     """Build the run in this order; every process calls it."""
-    from unprior.models.families import load_model
-
     # 1. accelerate (the user's launch config decides DDP / FSDP / DeepSpeed), seeds and threads; a missing tracker
     #    package fails here, before anything is loaded.
     check_available(cfg.report_to)

@@ -22,8 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from rich.console import Console
+from transformers import CLIPVisionModel
 
-from unprior.config import config_hash, describe_changes, dump_yaml, to_dict
+from unprior.config import config_hash, describe_changes, dump_yaml, from_dict, to_dict
 from unprior.io import (
     cache_root,
     damaged_files,
@@ -39,10 +41,11 @@ from unprior.models.sft import Encoded, encode_rows, sft
 from unprior.models.tiny import build_tiny_llava, save_model
 from unprior.models.tokenizer import train_tokenizer
 from unprior.numerics import numerics_signature, torch_threads
-from unprior.world.build import DESCRIBE_PROMPT, attribute_qa, build_world, describe, exists_qa, require_world
-from unprior.world.config import BaseConfig
+from unprior.world.build import DESCRIBE_PROMPT, attribute_qa, describe, exists_qa, resolve_world
+from unprior.world.config import BaseConfig, WorldConfig
 from unprior.world.render import Placed
 from unprior.world.spec import CATEGORY_NAMES, COLOUR_NAMES
+from unprior.world.vision import pretrained_tower
 
 BASE_FORMAT_VERSION = 1
 
@@ -97,11 +100,6 @@ def _key_changes(manifest: dict[str, Any], cfg: BaseConfig, world_hash: str) -> 
     new = _key_inputs(to_dict(cfg), world_hash, numerics_signature(cfg.threads or torch.get_num_threads()),
                       BASE_FORMAT_VERSION)
     return describe_changes(old, new)
-
-
-def resolve_world(cfg: BaseConfig) -> Path:
-    """``cfg.world_dir`` (refused unless it is a finished world) or ``cfg.world`` built (or reused)."""
-    return require_world(cfg.world_dir) if cfg.world_dir else build_world(cfg.world)
 
 
 def base_dir_for(cfg: BaseConfig, world: Path) -> Path:
@@ -200,8 +198,6 @@ def pretrained_vision_recipe(cfg: BaseConfig, model, data: Phases, log) -> list[
     """Built like LLaVA: (a) a tower pretrained on pictures alone, frozen from then on; (b) the language model on
     text (the prior); (c) the projector aligned on captions, everything else frozen; (d) multimodal SFT of the
     projector and the language model."""
-    from transformers import CLIPVisionModel
-
     tower = tower_for(cfg, data.world, log)
 
     model.model.vision_tower.load_state_dict(CLIPVisionModel.from_pretrained(tower).state_dict())
@@ -222,8 +218,6 @@ def pretrained_vision_recipe(cfg: BaseConfig, model, data: Phases, log) -> list[
 def tower_for(cfg: BaseConfig, world: Path | None = None, log=print) -> Path:
     """The pretrained tower of a ``pretrained_vision`` base (trained now unless cached). The base and its no-prior
     control share it: callers that train both in parallel get it first, so it is trained once."""
-    from unprior.world.vision import pretrained_tower
-
     world = world or resolve_world(cfg)
     return pretrained_tower(_world_config(world), cfg.vision, _tower_shape(cfg, world),
                             cfg.threads or torch.get_num_threads(), log)  # fmt: skip
@@ -245,9 +239,6 @@ def _subset(enc: Encoded, rows: list[int]) -> Encoded:
 
 
 def _world_config(world: Path):
-    from unprior.config import from_dict
-    from unprior.world.config import WorldConfig
-
     return from_dict(WorldConfig, read_json(world / "manifest.json")["config"])
 
 
@@ -276,8 +267,6 @@ def _phase(cfg: BaseConfig, model, enc: Encoded, steps: int, name: str, pad_id: 
 
 
 def run_base(cfg: BaseConfig) -> int:
-    from rich.console import Console
-
     console = Console()
     train_base(cfg, log=console.print)
     return 0

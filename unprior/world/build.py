@@ -30,7 +30,7 @@ from PIL import Image
 
 from unprior.config import config_hash, dump_yaml, to_dict
 from unprior.io import InputError, cache_root, is_complete, read_json, staged_dir, write_json, write_jsonl
-from unprior.world.config import WorldConfig
+from unprior.world.config import BaseConfig, WorldConfig
 from unprior.world.phrasings import attribute_text, describe_text, exists_text
 from unprior.world.render import Placed, render
 from unprior.world.spec import (
@@ -264,6 +264,11 @@ def require_world(path: str | Path, field: str = "world_dir") -> Path:
     if missing:
         raise InputError(f"{field}={path}: {', '.join(missing)} missing (an incomplete copy?); {fix}")
     return root
+
+
+def resolve_world(cfg: BaseConfig) -> Path:
+    """``cfg.world_dir`` (refused unless it is a finished world) or ``cfg.world`` built (or reused)."""
+    return require_world(cfg.world_dir) if cfg.world_dir else build_world(cfg.world)
 
 
 def build_world(cfg: WorldConfig) -> Path:

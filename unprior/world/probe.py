@@ -24,6 +24,7 @@ import torch
 from unprior.config import check_choice, check_range, fail
 from unprior.io import read_json, read_jsonl, write_json
 from unprior.world.build import require_world
+from unprior.world.spec import COLOURS
 
 
 @dataclass
@@ -131,8 +132,6 @@ def fit_probe(x: torch.Tensor, y: torch.Tensor, classes: int, steps: int, weight
 
 def probe_model(cfg: ProbeConfig, model_dir: str) -> dict[str, float]:
     """Colour probe accuracy of one model on train (fit), test_id and test_cf objects."""
-    from unprior.world.spec import COLOURS
-
     world = Path(cfg.world_dir)
     index = {c: i for i, c in enumerate(COLOURS)}
     data = {}

@@ -12,11 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
+from rich.console import Console
+from rich.table import Table
 
 from unprior.io import read_jsonl, write_json, write_jsonl
 from unprior.models.families import load_model
 from unprior.models.generate import Prompt, generate
-from unprior.world.build import require_world
+from unprior.world.base import train_base
+from unprior.world.build import require_world, resolve_world
 from unprior.world.config import BaseConfig, ReportConfig
 from unprior.world.metrics import PARSER_VERSION, split_metrics
 
@@ -73,9 +76,6 @@ def headline(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def print_report(report: dict[str, Any], console=None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     console = console or Console()
     table = Table(title=f"bias report: {report['model']}")
     table.add_column("metric")
@@ -86,10 +86,6 @@ def print_report(report: dict[str, Any], console=None) -> None:
 
 
 def run_report(cfg: ReportConfig) -> int:
-    from rich.console import Console
-
-    from unprior.world.base import resolve_world, train_base
-
     console = Console()
     base = BaseConfig()
     world = require_world(cfg.world_dir) if cfg.world_dir else resolve_world(base)

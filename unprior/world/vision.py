@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
+from transformers import CLIPVisionModel
 
 from unprior.config import config_hash, to_dict
 from unprior.io import (
@@ -40,8 +42,12 @@ from unprior.io import (
     write_json,
     write_jsonl,
 )
+from unprior.models.sft import normalise_pixels
+from unprior.models.tiny import CLIP_MEAN, CLIP_STD, tiny_vision_config
 from unprior.numerics import cosine_lr, numerics_signature
+from unprior.world.build import build_world
 from unprior.world.config import VisionPretrainConfig
+from unprior.world.spec import CATEGORY_NAMES, COLOUR_NAMES
 
 VISION_FORMAT_VERSION = 1
 NO_PRIOR = 1 / 8
@@ -66,8 +72,6 @@ def corpus_config(world, images: int):
 def cell_labels(rows: list[dict[str, Any]], cells: int) -> tuple[list[str], torch.Tensor, torch.Tensor]:
     """(image paths, (N, cells) category labels with ``len(categories)`` = empty, (N, cells) colour labels with
     -100 = empty, ignored) from the describe rows' object lists."""
-    from unprior.world.spec import CATEGORY_NAMES, COLOUR_NAMES
-
     cat_index = {c: i for i, c in enumerate(CATEGORY_NAMES)}
     col_index = {c: i for i, c in enumerate(COLOUR_NAMES)}
     paths, cats, cols = [], [], []
@@ -111,8 +115,6 @@ class AttributeHeads(torch.nn.Module):
 def pretrain_tower(tower: torch.nn.Module, pixels: torch.Tensor, cat: torch.Tensor, col: torch.Tensor,
                    cells_per_row: int, cfg: VisionPretrainConfig, log=print) -> list[dict[str, Any]]:
     """Train ``tower`` (in place) with the attribute heads; returns the loss log (the heads are thrown away)."""
-    from unprior.world.spec import CATEGORY_NAMES, COLOUR_NAMES
-
     torch.manual_seed(cfg.seed + 1)
     heads = AttributeHeads(tower.config.hidden_size, len(CATEGORY_NAMES), len(COLOUR_NAMES))
     params = [*tower.parameters(), *heads.parameters()]
@@ -147,8 +149,6 @@ def tower_key(cfg: VisionPretrainConfig, corpus_hash: str, shape: dict[str, int]
 def pretrained_tower(world_cfg, cfg: VisionPretrainConfig, shape: dict[str, int], threads: int, log=print) -> Path:
     """The cached pretrained tower for this world's pictures and ``shape`` (image_size, patch_size, hidden,
     layers): trained now if missing or damaged. Returns its directory (a ``CLIPVisionModel``)."""
-    from unprior.world.build import build_world
-
     corpus = build_world(corpus_config(world_cfg, cfg.images))
     key = tower_key(cfg, read_json(corpus / "manifest.json")["config_hash"], shape, threads)
     out = cache_root() / "vision" / key
@@ -161,12 +161,6 @@ def pretrained_tower(world_cfg, cfg: VisionPretrainConfig, shape: dict[str, int]
 
 def _train_tower(corpus: Path, cfg: VisionPretrainConfig, shape: dict[str, int], threads: int, out: Path,
                  log) -> None:
-    from PIL import Image
-    from transformers import CLIPVisionModel
-
-    from unprior.models.sft import normalise_pixels
-    from unprior.models.tiny import CLIP_MEAN, CLIP_STD, tiny_vision_config
-
     t0 = time.perf_counter()
     image_cfg = read_json(corpus / "manifest.json")["config"]["image"]
     per_row = image_cfg["size"] // image_cfg["cell"]

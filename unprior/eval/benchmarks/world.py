@@ -27,6 +27,8 @@ from typing import Any
 from unprior.config import fail
 from unprior.eval.common import get_field, image_file, load_json, load_records, require_dir
 from unprior.eval.registry import Benchmark, DataError, Item, Metric, register
+from unprior.world.build import resolve_world
+from unprior.world.config import BaseConfig
 from unprior.world.metrics import PARSER_VERSION, parse_colour, parse_objects, parse_yes_no, split_metrics
 from unprior.world.spec import canonical
 
@@ -74,9 +76,6 @@ def resolve_world_dir(world_dir: str) -> Path:
     """``world_dir``, or (when empty) the default world, built into the cache on first use."""
     if world_dir:
         return Path(world_dir).expanduser()
-    from unprior.world.base import resolve_world
-    from unprior.world.config import BaseConfig
-
     return resolve_world(BaseConfig())
 
 
