@@ -31,7 +31,7 @@ these models that is an 80× over-allocation, so the TRL workers size the tile t
 is for real 32k vocabularies). Without that, TRL's tensor peak would be about 14× ours on the tiny model.
 
 Both sides do full fine-tuning of every parameter in fp32, AdamW, cosine schedule without warm-up, clipping at 1.0,
-no activation checkpointing (TRL's default is on, which would slow it down 1.75×; platform.md §4). TRL runs its
+no activation checkpointing (TRL's default is on, which would slow it down 1.75×). TRL runs its
 reference forward every step (it refuses precomputed reference log-probs for vision data); unprior reads them from
 the ``unprior score`` cache, which is filled once beforehand (its cost is reported on its own line). "unprior
 (naive)" is unprior with the shared prefix switched off, to separate the two savings.
@@ -54,7 +54,7 @@ SIZES = {
     "tiny": dict(image_size=32, patch_size=8, vision_hidden=32, vision_layers=2, text_hidden=64, text_layers=2),
     "small": dict(image_size=64, patch_size=8, vision_hidden=64, vision_layers=2, text_hidden=128, text_layers=4),
 }
-"""The platform.md §3/§5 timing models: 16 and 64 image tokens."""
+"""The timing models: 16 and 64 image tokens."""
 SIDES = ("trl", "unprior", "unprior_naive")
 PROMPT = "Describe the image."
 

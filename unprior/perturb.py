@@ -1,6 +1,6 @@
 """Perturbations: seeded pure functions that weaken the image or the prompt a negative is generated from.
 
-Image weakening (BPO, papers.md §1.2 step 2) and the NaPO modality masks (§2.2) live here; the generation code
+Image weakening (docs/papers.md, BPO step 2) and the NaPO modality masks (NaPO part 1) live here; the generation code
 decides which model sees what. Every function takes its randomness as an argument (a ``torch.Generator``, a numpy
 ``Generator`` or an int seed), never from global state, returns a new object, and is the identity at strength 0
 (``t = 0``, ``sigma = 0``, ``ratio = 0``), bit for bit.
@@ -57,7 +57,7 @@ def _rng(seed: Seed) -> np.random.Generator:
 
 
 def diffusion_noise_tensor(pixel_values: torch.Tensor, t: int, *, generator: torch.Generator) -> torch.Tensor:
-    """Forward-diffuse a processor's pixel tensor to step ``t`` (BPO image weakening, papers.md §1.2 step 2).
+    """Forward-diffuse a processor's pixel tensor to step ``t`` (BPO image weakening, docs/papers.md, BPO step 2).
 
     BPO and VCD noise the *normalised* ``pixel_values`` the processor returns, element-wise, so any layout works:
     (B, C, H, W) for LLaVA/CLIP processors, (N_patches, C * P * P * T) for Qwen-VL's flattened patches.
@@ -186,7 +186,7 @@ def full_prompt(prompt: str) -> PromptView:
 def drop_image(prompt: str) -> PromptView:
     """NaPO's language-biased view ``y_lb = MLLM([MASK]; t)`` (Eq. 7): the question alone, no image token.
 
-    This is the official code's ``question_only_None`` variant, the best reading of the paper (papers.md §2.2, N6).
+    This is the official code's ``question_only_None`` variant, the best reading of the paper (docs/papers.md, N6).
     """
     return PromptView(False, prompt)
 
@@ -194,7 +194,7 @@ def drop_image(prompt: str) -> PromptView:
 def drop_question(prompt: str) -> PromptView:
     """NaPO's vision-biased view ``y_vb = MLLM(v; [MASK])`` (Eq. 8): the image with an empty instruction.
 
-    The official code sends the user turn ``<image>\\n`` and nothing else (papers.md §2.2, N7). ``prompt`` is taken
+    The official code sends the user turn ``<image>\\n`` and nothing else (docs/papers.md, N7). ``prompt`` is taken
     for a uniform signature and ignored.
     """
     del prompt

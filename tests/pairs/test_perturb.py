@@ -36,7 +36,7 @@ def same(a: Image.Image, b: Image.Image) -> bool:
 
 
 def test_schedule_matches_bpo_vcd() -> None:
-    """papers.md §1.2: at t = 900, sqrt(abar) ~ 0.365 and sqrt(1 - abar) ~ 0.931 (0-based index, as VCD)."""
+    """BPO step 2 (docs/papers.md): at t = 900, sqrt(abar) ~ 0.365 and sqrt(1 - abar) ~ 0.931 (0-based, as VCD)."""
     keep, noise = noise_coefficients(DEFAULT_NOISE_STEP)
     assert keep == pytest.approx(0.36489, abs=1e-4) and noise == pytest.approx(0.93105, abs=1e-4)
     assert keep**2 + noise**2 == pytest.approx(1.0, abs=1e-6)

@@ -3,7 +3,8 @@
 A :class:`Sample` is one (image, prompt, reference answer) item from a user's dataset. A :class:`PairRow` is one row
 of a pairs dataset: the sample's prompt and image, the chosen (reference) answer and a list of :class:`Negative`
 answers, each carrying its provenance. One row per prompt keeps every negative of a prompt together, as BPO's
-``completions`` list does (papers.md §1.2) and NaPO's (rejected, question_only, image_only) columns do (§2.2).
+``completions`` list does (docs/papers.md, BPO step 4) and NaPO's (rejected, question_only, image_only) columns do
+(NaPO part 1).
 
 Storage. A pairs dataset is parquet (default) or JSONL. Images are stored in one of two ways per row:
 
@@ -43,9 +44,9 @@ ImageRef = Path | bytes
 
 NEGATIVE_KINDS = ("original", "image_weakening", "error_injection", "language_bias", "vision_bias")
 """original: the source dataset's own rejected answer. image_weakening: generated from a perturbed image (BPO
-§1.2 step 2). error_injection: a text LLM rewrote the chosen answer (BPO step 3). language_bias: generated without
-the image (NaPO Eq. 7, papers.md §2.2, N6). vision_bias: generated with the image and an empty instruction (NaPO
-Eq. 8, N7)."""
+step 2 in docs/papers.md). error_injection: a text LLM rewrote the chosen answer (BPO step 3). language_bias:
+generated without the image (NaPO Eq. 7, docs/papers.md N6). vision_bias: generated with the image and an empty
+instruction (NaPO Eq. 8, N7)."""
 
 SCHEMA_VERSION = 1
 _META_KEY = b"unprior.pairs"

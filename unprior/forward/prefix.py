@@ -1,13 +1,13 @@
 """Score many responses per image: the shared-prefix forward, the naive concatenated forward, and which families can
 use which.
 
-**Shared prefix** (platform.md §8). Each row's image and prompt go through the model once; the vision tower runs once
-per row, not once per response. The prompt minus its last token is encoded with a cache that records every layer's
-keys and values. Each response then continues from its row's cached keys and values as one row of a second forward,
-whose input starts with the prompt's last token, so every response token (the first one included) is predicted by
-the continuation. Positions count on from the prompt: ``P − 1 + t`` for 1-D RoPE families; for M-RoPE (Qwen2-VL,
-Qwen2.5-VL) the text position after the image, ``P − 1 + t + rope_delta`` on all three axes. Autograd flows through
-the cached keys and values into the prompt's forward, so gradients are exact.
+**Shared prefix** (docs/score.md, "The shared-prefix forward"). Each row's image and prompt go through the model
+once; the vision tower runs once per row, not once per response. The prompt minus its last token is encoded with a
+cache that records every layer's keys and values. Each response then continues from its row's cached keys and values
+as one row of a second forward, whose input starts with the prompt's last token, so every response token (the first
+one included) is predicted by the continuation. Positions count on from the prompt: ``P − 1 + t`` for 1-D RoPE
+families; for M-RoPE (Qwen2-VL, Qwen2.5-VL) the text position after the image, ``P − 1 + t + rope_delta`` on all
+three axes. Autograd flows through the cached keys and values into the prompt's forward, so gradients are exact.
 
 **Naive** (what TRL does). Every response is concatenated with its own copy of the prompt and image. Used for
 families not in :data:`PREFIX_SUPPORT`, and as the reference the shared prefix is tested against.

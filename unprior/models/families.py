@@ -4,9 +4,9 @@
 :mod:`unprior.models.tiny` alike.
 
 Without torchvision, transformers 5.23 cannot build ``Qwen2VLProcessor`` / ``Qwen2_5_VLProcessor`` (their video
-processor needs it), see platform.md §2. :class:`Qwen2VLProcessorNoVideo` and :class:`Qwen2_5_VLProcessorNoVideo`
-drop the video attribute; :func:`load_processor` falls back to them when ``AutoProcessor`` fails on a Qwen-VL
-checkpoint, so users' real Qwen2-VL models load the same way.
+processor needs it; docs/pairs.md, "Model families"). :class:`Qwen2VLProcessorNoVideo` and
+:class:`Qwen2_5_VLProcessorNoVideo` drop the video attribute; :func:`load_processor` falls back to them when
+``AutoProcessor`` fails on a Qwen-VL checkpoint, so users' real Qwen2-VL models load the same way.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class _NoVideoSavesStandard:
 
 
 class Qwen2VLProcessorNoVideo(_NoVideoSavesStandard, Qwen2VLProcessor):
-    """``Qwen2VLProcessor`` without the video processor (which needs torchvision; platform.md §2).
+    """``Qwen2VLProcessor`` without the video processor (which needs torchvision).
 
     ``ProcessorMixin`` reads its attributes from this signature, so the video attribute disappears; save and
     ``from_pretrained`` work and give identical ids. What it saves names ``Qwen2VLProcessor``.
@@ -73,7 +73,7 @@ class Qwen2VLProcessorNoVideo(_NoVideoSavesStandard, Qwen2VLProcessor):
 
 
 class Qwen2_5_VLProcessorNoVideo(_NoVideoSavesStandard, Qwen2_5_VLProcessor):
-    """``Qwen2_5_VLProcessor`` without the video processor (platform.md §2); saves as ``Qwen2_5_VLProcessor``."""
+    """``Qwen2_5_VLProcessor`` without the video processor; saves as ``Qwen2_5_VLProcessor``."""
 
     standard_name = "Qwen2_5_VLProcessor"
 
@@ -117,7 +117,7 @@ def require_chat_template(processor: Any, path: str | Path) -> None:
 
 
 def load_processor(path: str | Path, *, trust_remote_code: bool = False):
-    """``AutoProcessor.from_pretrained(path)``, falling back to the no-video Qwen-VL processors (platform.md §2).
+    """``AutoProcessor.from_pretrained(path)``, falling back to the no-video Qwen-VL processors.
 
     ``AutoProcessor`` cannot know the subclass a tiny Qwen model was saved with, and cannot build the stock Qwen-VL
     processors without torchvision; in both cases it fails or returns a bare tokenizer. Then the checkpoint's

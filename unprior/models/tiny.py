@@ -160,7 +160,7 @@ def _build_llava(tokenizer: PreTrainedTokenizerBase, seed: int = 0):
 
 
 def _qwen_text(tokenizer: PreTrainedTokenizerBase, hidden: int) -> dict[str, Any]:
-    # mrope_section must sum to head_dim / 2 (hidden 64, 4 heads -> 8); platform.md §3.
+    # mrope_section must sum to head_dim / 2 (hidden 64, 4 heads -> 8).
     return {
         **_text_ids(tokenizer),
         "hidden_size": hidden,

@@ -1,4 +1,4 @@
-"""Rule-based error injection: BPO's "erroneous but common" edits (papers.md §1.1 (b), §1.3) without an LLM.
+"""Rule-based error injection: BPO's "erroneous but common" edits (docs/papers.md, BPO step 3) without an LLM.
 
 BPO asks a text LLM to rewrite the reference answer with objects and attributes that are *common but wrong*:
 what the pretraining statistics suggest, not what the image shows. Here the statistics are the dataset's own,

@@ -1,9 +1,9 @@
 """``unprior score``: reference log-probs of every response of a pairs dataset, cached by what determines them.
 
 The frozen starting model scores each row's chosen answer and every negative against the row's full original prompt
-with its original image (NaPO, papers.md §2.2: "every response ... is scored as an answer to the full multimodal
-prompt"), whatever perturbation produced the negative. Results are stored once as parquet columns, so no reference
-model sits in memory during training (NaPO caches them the same way; TRL refuses to for VLMs, peers.md §1).
+with its original image (docs/papers.md, NaPO part 2), whatever perturbation produced the negative. Results are
+stored once as parquet columns, so no reference model sits in memory during training (NaPO caches them the same way;
+TRL refuses precomputed reference log-probs for vision data, docs/train.md).
 
 Cache entry ``<reference_dir>/<key>/``::
 

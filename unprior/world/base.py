@@ -6,7 +6,7 @@
    at the world's frequencies (apples are red 95 % of the time; bananas come with apples), as pretraining text
    states "bears are brown" for a real LLM.
 4. A short multimodal SFT on the train split. The step count is fixed: the prior fades with longer training
-   (world-prototype.md §2), so more steps give a less biased base.
+   (docs/world.md, "What the design runs showed", item 2), so more steps give a less biased base.
 
 The result is saved with ``save_pretrained`` (safetensors) and cached under ``$UNPRIOR_CACHE/base/<hash>``, keyed
 by everything that changes the weights, so the demo and the tests reuse it.
