@@ -17,8 +17,7 @@ from unprior.config import (
     renamed_keys,
     to_dict,
 )
-from unprior.eval.config import EvalConfig
-from unprior.eval.frontier import FrontierConfig
+from unprior.eval.config import EvalConfig, FrontierConfig
 from unprior.eval.judge import JudgeConfig
 from unprior.pairs.config import PairsConfig
 from unprior.score.config import ScoreConfig

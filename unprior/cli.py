@@ -60,7 +60,7 @@ COMMANDS: dict[str, Command] = {
         "Print and save the bias report of a model on the world's test splits (greedy decoding).",
     ),
     "world probe": Command(
-        "unprior.world.probe:ProbeConfig",
+        "unprior.world.config:ProbeConfig",
         "unprior.world.probe:run_probe",
         "Linear colour probe on a model's image features: does the colour reach the language model at all?",
     ),
@@ -70,12 +70,12 @@ COMMANDS: dict[str, Command] = {
         "Answer one benchmark with one model (hf or vllm; base, full checkpoint or LoRA adapter) and score it.",
     ),
     "eval compare": Command(
-        "unprior.eval.compare:CompareConfig",
+        "unprior.eval.config:CompareConfig",
         "unprior.eval.compare:run_compare_config",
         "Table across eval runs (unprior eval compare RUN... [png=FILE]) and a bar chart.",
     ),
     "eval frontier": Command(
-        "unprior.eval.frontier:FrontierConfig",
+        "unprior.eval.config:FrontierConfig",
         "unprior.eval.frontier:run_frontier",
         "Grounding frontier on the world: best counterfactual accuracy at matched in-distribution accuracy.",
     ),

@@ -81,7 +81,8 @@ def test_compare_real_runs(tmp_path, quiet_console):
 
 def test_compare_config_entry(tmp_path, capsys):
     from unprior.config import ConfigError, load_config
-    from unprior.eval.compare import CompareConfig, run_compare_config
+    from unprior.eval.compare import run_compare_config
+    from unprior.eval.config import CompareConfig
 
     runs = [str(p) for p in _table_runs(tmp_path)]
     cfg = load_config(CompareConfig, None, [f"runs=[{','.join(runs)}]", f"png={tmp_path / 'c.png'}"])

@@ -14,8 +14,8 @@ from PIL import Image
 from unprior.cli import main
 from unprior.formats.pairs import open_image, read_pairs
 from unprior.models.families import load_model
-from unprior.score.config import ScoreConfig
-from unprior.score.corrupt import CorruptionConfig, corrupt_image, random_resized_crop
+from unprior.score.config import CorruptionConfig, ScoreConfig
+from unprior.score.corrupt import corrupt_image, random_resized_crop
 from unprior.score.reference import corrupted_dir, ensure_reference, load_reference
 
 from .helpers import png

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from unprior.formats.pairs import open_image, read_pairs
 from unprior.losses import objective_preset
 from unprior.models.families import load_model
-from unprior.score.corrupt import CorruptionConfig, corrupt_image
+from unprior.score.config import CorruptionConfig
+from unprior.score.corrupt import corrupt_image
 from unprior.train import trainer as trainer_module
 from unprior.train.config import LoraSettings
 from unprior.train.trainer import setup, train

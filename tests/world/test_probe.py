@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from unprior.config import ConfigError, from_dict
-from unprior.world.probe import ProbeConfig, _objects, fit_probe, run_probe
+from unprior.world.config import ProbeConfig
+from unprior.world.probe import _objects, fit_probe, run_probe
 
 
 def _row(image, objects):

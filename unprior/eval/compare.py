@@ -10,11 +10,11 @@ results carry an approximation are marked with ``~``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from unprior.config import fail
+from unprior.eval.config import CompareConfig
 from unprior.io import InputError, read_json
 
 
@@ -176,20 +176,6 @@ def run_compare(runs: list[str | Path], out_png: str | Path | None = None, metri
     if out_png is not None:
         bar_chart(labels, cols, values, out_png)
     return text
-
-
-@dataclass
-class CompareConfig:
-    runs: list[str] = field(default_factory=list)
-    """Eval output directories (or results.json files) to compare."""
-    png: str = ""
-    """Where to save the bar chart ("" for none)."""
-    metrics: list[str] = field(default_factory=list)
-    """Columns: empty for each benchmark's headline metrics, [all] for every metric, or benchmark/metric names."""
-
-    def validate(self) -> None:
-        if not self.runs:
-            fail("runs", "give at least one run directory")
 
 
 def run_compare_config(cfg: CompareConfig) -> int:

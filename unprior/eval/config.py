@@ -1,4 +1,4 @@
-"""``EvalConfig``: one benchmark run of one model (``unprior eval run``)."""
+"""Configs of ``unprior eval run`` (``EvalConfig``: one benchmark, one model), ``eval frontier``, ``eval compare``."""
 
 from __future__ import annotations
 
@@ -78,3 +78,56 @@ class EvalConfig:
         return {"do_sample": self.do_sample, "temperature": self.temperature, "top_p": self.top_p,
                 "num_beams": self.num_beams, "seed": self.seed,
                 "max_new_tokens": self.max_new_tokens or benchmark_default}
+
+
+@dataclass
+class FrontierConfig:
+    RENAMED: ClassVar[dict[str, Renamed]] = {"out_dir": Renamed("out")}  # old keys, read until unprior 0.2
+
+    model: str = ""
+    """Base model or full checkpoint (local path or cached hub name); empty with `adapter` set: the adapter's base."""
+    adapter: str = ""
+    """Optional LoRA adapter directory, merged into `model`."""
+    world_dir: str = ""
+    """World dataset directory; empty: the default world (built or reused from the cache)."""
+    out: str = "runs/eval/frontier"
+    """Where frontier.json, frontier.png, slot_logprobs.jsonl and a compare-ready results.json go."""
+    label: str = ""
+    """Name of this model in `unprior eval compare` tables (default: the adapter's or model's folder name)."""
+    batch_size: int = 32
+    """Attribute rows per forward pass."""
+    bias_min: float = -15.0
+    """Lowest bias added to the canonical colour's log-prob."""
+    bias_max: float = 15.0
+    """Highest bias."""
+    bias_step: float = 0.25
+    """Bias grid step (0 is always on the grid)."""
+    id_thresholds: list[float] = field(default_factory=lambda: [0.90, 0.95])
+    """ID accuracies at which the best CF accuracy is reported."""
+    limit: int | None = None
+    """Use only the first N images of each split, for smoke tests."""
+
+    def validate(self) -> None:
+        if not self.out:
+            fail("out", "set an output directory")
+        check_range(self, "batch_size", 1)
+        check_range(self, "bias_step", 1e-6)
+        check_range(self, "bias_max", self.bias_min)
+        if not self.id_thresholds or not all(0.0 <= t <= 1.0 for t in self.id_thresholds):
+            fail("id_thresholds", f"give accuracies in [0, 1], got {self.id_thresholds}")
+        if self.limit is not None:
+            check_range(self, "limit", 1)
+
+
+@dataclass
+class CompareConfig:
+    runs: list[str] = field(default_factory=list)
+    """Eval output directories (or results.json files) to compare."""
+    png: str = ""
+    """Where to save the bar chart ("" for none)."""
+    metrics: list[str] = field(default_factory=list)
+    """Columns: empty for each benchmark's headline metrics, [all] for every metric, or benchmark/metric names."""
+
+    def validate(self) -> None:
+        if not self.runs:
+            fail("runs", "give at least one run directory")

@@ -23,16 +23,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
 from rich.console import Console
 
-from unprior.config import Renamed, check_range, config_hash, fail, to_dict
+from unprior.config import config_hash, to_dict
 from unprior.eval.benchmarks.world import resolve_world_dir
+from unprior.eval.config import FrontierConfig
 from unprior.eval.generation import base_model, load_eval_model, load_image, model_info
 from unprior.eval.runner import model_label
 from unprior.io import read_json, read_jsonl, write_json, write_jsonl
@@ -268,45 +268,6 @@ def plot_frontier(result: dict[str, Any], out_png: str | Path, label: str = "") 
     fig.savefig(out, dpi=150)
     plt.close(fig)
     return out
-
-
-@dataclass
-class FrontierConfig:
-    RENAMED: ClassVar[dict[str, Renamed]] = {"out_dir": Renamed("out")}  # old keys, read until unprior 0.2
-
-    model: str = ""
-    """Base model or full checkpoint (local path or cached hub name); empty with `adapter` set: the adapter's base."""
-    adapter: str = ""
-    """Optional LoRA adapter directory, merged into `model`."""
-    world_dir: str = ""
-    """World dataset directory; empty: the default world (built or reused from the cache)."""
-    out: str = "runs/eval/frontier"
-    """Where frontier.json, frontier.png, slot_logprobs.jsonl and a compare-ready results.json go."""
-    label: str = ""
-    """Name of this model in `unprior eval compare` tables (default: the adapter's or model's folder name)."""
-    batch_size: int = 32
-    """Attribute rows per forward pass."""
-    bias_min: float = -15.0
-    """Lowest bias added to the canonical colour's log-prob."""
-    bias_max: float = 15.0
-    """Highest bias."""
-    bias_step: float = 0.25
-    """Bias grid step (0 is always on the grid)."""
-    id_thresholds: list[float] = field(default_factory=lambda: [0.90, 0.95])
-    """ID accuracies at which the best CF accuracy is reported."""
-    limit: int | None = None
-    """Use only the first N images of each split, for smoke tests."""
-
-    def validate(self) -> None:
-        if not self.out:
-            fail("out", "set an output directory")
-        check_range(self, "batch_size", 1)
-        check_range(self, "bias_step", 1e-6)
-        check_range(self, "bias_max", self.bias_min)
-        if not self.id_thresholds or not all(0.0 <= t <= 1.0 for t in self.id_thresholds):
-            fail("id_thresholds", f"give accuracies in [0, 1], got {self.id_thresholds}")
-        if self.limit is not None:
-            check_range(self, "limit", 1)
 
 
 def frontier_results(cfg: FrontierConfig, result: dict[str, Any], world: Path) -> dict[str, Any]:

@@ -279,8 +279,8 @@ def evaluate_model(world: Path, model: Path, label: str, *, limit: int | None, b
 
     Returns ``({"world": results, "frontier": results, "dirs": {...}}, whether everything came from the cache)``.
     """
-    from unprior.eval.config import EvalConfig
-    from unprior.eval.frontier import FrontierConfig, run_frontier
+    from unprior.eval.config import EvalConfig, FrontierConfig
+    from unprior.eval.frontier import run_frontier
     from unprior.eval.generation import make_generate_fn
     from unprior.eval.runner import run_eval
     from unprior.score.reference import model_fingerprint

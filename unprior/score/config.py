@@ -1,4 +1,4 @@
-"""Config of ``unprior score``: which frozen model scores which pairs file, and how."""
+"""Config of ``unprior score``: which frozen model scores which pairs file, and how (mDPO's corrupted images too)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,36 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from unprior.config import Renamed, check_range, fail
-from unprior.score.corrupt import CorruptionConfig
+from unprior.perturb import T_STEPS
+
+
+@dataclass
+class CorruptionConfig:
+    """How the corrupted image of mDPO's conditional term is made from each row's image (seeded per row)."""
+
+    kind: Literal["crop", "noise", "mask"] = "crop"
+    """crop: a small random crop resized back (mDPO's "Crop 0–20 %"); noise: BPO's forward diffusion to
+    noise_step on the processor's normalised pixels; mask: black out a share of grid cells."""
+    seed: int = 0
+    """Row r of the pairs file draws its corruption from numpy's default_rng([seed, r])."""
+    crop_min: float = 0.01
+    """crop: smallest share of the image area the crop keeps."""
+    crop_max: float = 0.2
+    """crop: largest share of the image area the crop keeps (mDPO: 20 %)."""
+    noise_step: int = 500
+    """noise: diffusion step t in [1, 999] (BPO's image weakening uses 900)."""
+    mask_ratio: float = 0.75
+    """mask: share of grid cells blacked out, in (0, 1]."""
+    mask_grid: int = 8
+    """mask: cells per image side."""
+
+    def validate(self) -> None:
+        if not 0.0 < self.crop_min <= self.crop_max <= 1.0:
+            fail("crop_min", f"need 0 < crop_min <= crop_max <= 1, got {self.crop_min!r}, {self.crop_max!r}")
+        check_range(self, "noise_step", 1, T_STEPS - 1)
+        if not 0.0 < self.mask_ratio <= 1.0:
+            fail("mask_ratio", f"must be in (0, 1], got {self.mask_ratio!r}")
+        check_range(self, "mask_grid", 1, 4096)
 
 
 @dataclass

@@ -164,7 +164,8 @@ def run_unit(unit: Unit, log_dir: str) -> dict[str, Any]:
                                   batch_size=unit.eval_batch_size, frontier=True, console=console, log=console.print)
     metrics = {short: entry[run]["metrics"].get(metric) for short, (run, metric, _, _) in METRICS.items()}
     if unit.probe or unit.arm in ("base", "control"):  # the baselines always: the tower probe is the study's
-        from unprior.world.probe import ProbeConfig, probe_model
+        from unprior.world.config import ProbeConfig
+        from unprior.world.probe import probe_model
 
         acc = probe_model(ProbeConfig(models=[str(model)], world_dir=unit.world), str(model))
         metrics["probe_cf"], metrics["probe_id"] = acc["test_cf"], acc["test_id"]

@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 from unprior.config import Renamed, check_range, fail
 from unprior.formats.pairs import NEGATIVE_KINDS
 from unprior.losses import ObjectiveConfig
-from unprior.score.corrupt import CorruptionConfig
+from unprior.score.config import CorruptionConfig
 
 
 @dataclass

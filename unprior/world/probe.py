@@ -14,51 +14,16 @@ patch features covering its cell (one patch when ``cell`` equals the patch size,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from unprior.config import check_choice, check_range, fail
 from unprior.io import read_json, read_jsonl, write_json
 from unprior.world.build import require_world
+from unprior.world.config import ProbeConfig
 from unprior.world.spec import COLOURS
-
-
-@dataclass
-class ProbeConfig:
-    """Fit and test a linear colour probe on one or more models' image features."""
-
-    models: list[str] = field(default_factory=list)
-    """Model directories (e.g. the biased base and the no-prior control)."""
-    world_dir: str = ""
-    """The world the models were trained on."""
-    per_cell: int = 20
-    """Train objects per (category, colour) fitting the probe, at most: colour is then nearly independent of the
-    category, so the probe cannot score by the prior (a probe fitted on the train split as drawn learns "apples are
-    red" from the shape features and fails on counterfactual colours for that reason alone)."""
-    steps: int = 300
-    """L-BFGS iterations of the probe fit."""
-    weight_decay: float = 1e-3
-    """L2 penalty of the probe."""
-    out: str = ""
-    """Where to write probe.json (empty: print only)."""
-    threads: int = 1
-    """torch threads."""
-    features: str = "projector"
-    """Where the probe reads: ``projector`` (what the language model receives) or ``tower`` (the vision tower's
-    last-layer patch features, before the projector)."""
-
-    def validate(self) -> None:
-        check_choice(self, "features", ("projector", "tower"))
-        if not self.models:
-            fail("models", "give at least one model directory")
-        if not self.world_dir:
-            fail("world_dir", "set the world directory")
-        check_range(self, "per_cell", 1, 10_000_000)
-        check_range(self, "steps", 1, 100_000)
 
 
 def _objects(rows: list[dict[str, Any]], per_cell: int | None) -> tuple[list[str], list[list[dict[str, Any]]]]:
