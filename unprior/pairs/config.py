@@ -143,7 +143,7 @@ class ImageWeakeningConfig:
 
     def kwargs(self) -> dict[str, Any]:
         """The perturbation's keyword parameters: its defaults updated with ``params``."""
-        from unprior.perturb import perturbation_params
+        from unprior.perturb import perturbation_params  # imports torch: not at `unprior pairs --help`
 
         return perturbation_params(self.perturbation, self.params)
 

@@ -51,7 +51,7 @@ def _message(role: str, text: str) -> list[dict[str, str]]:
 
 def trl_schema() -> pa.Schema:
     """Arrow schema (with ``datasets`` feature metadata) of the TRL export."""
-    import datasets
+    import datasets  # slow to import: only for a TRL export
 
     message = datasets.List({"role": datasets.Value("string"), "content": datasets.Value("string")})
     features = datasets.Features(

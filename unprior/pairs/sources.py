@@ -118,7 +118,7 @@ def _is_saved_dataset(path: Path) -> bool:
 
 def _saved_dataset(path: Path, split: str) -> tuple[Iterator[Row], list[str]]:
     """Rows of a ``save_to_disk`` directory, images left undecoded (``{"bytes", "path"}``)."""
-    import datasets
+    import datasets  # slow to import: only for a saved dataset
 
     ds = datasets.load_from_disk(str(path))
     if isinstance(ds, datasets.DatasetDict):
