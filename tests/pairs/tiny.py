@@ -116,7 +116,7 @@ class TinyServer:
 
         deadline = time.monotonic() + timeout
         health = cls.url.removesuffix("/v1") + "/health"
-        while True:  # /v1/models may answer 500 offline (platform.md §9): wait on /health
+        while True:  # /v1/models may answer 500 offline (transformers serve, seen offline): wait on /health
             try:
                 with urllib.request.urlopen(health, timeout=1) as r:
                     if r.status == 200:

@@ -1,7 +1,7 @@
 """NaPO (Zhang et al., CVPR 2025, https://arxiv.org/abs/2503.17928): the noise-robust loss, dynamic q and γ weights.
 
 Equation numbers are the NaPO paper's. Where the paper and its official code (``zhangzef/NaPO``) disagree we follow
-the code, because the published α values were tuned with it (papers.md §4):
+the code, because the published α values were tuned with it (docs/papers.md, N1–N4):
 
 - **N1, q formula.** Eq. 12 says ``q = 1 − σ(α·ψ̄)``; the code computes ``q = clamp(2·(1 − σ(α·ψ̄)), 0.001, 1)``.
   Both are available (``formula="paper"`` / ``"code"``); the default is the code's.

@@ -44,7 +44,7 @@ def train_tokenizer(
 
     ``<|end|>`` is the EOS token, so generation stops at the end of a turn. The chat template renders an image part
     as ``image_part`` (default: the first of ``image_tokens``; Qwen2-VL needs
-    ``<|vision_start|><|image_pad|><|vision_end|>``, see platform.md §3).
+    ``<|vision_start|><|image_pad|><|vision_end|>``, as its processor expands it).
     """
     special = [PAD, BOS, EOS, *ROLE_TOKENS, *image_tokens]
     tok = Tokenizer(models.BPE())

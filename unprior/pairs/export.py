@@ -1,17 +1,17 @@
 """Exporters: write a pairs dataset in TRL's and LLaMA-Factory's preference formats, to train elsewhere.
 
 Both formats are pairwise, so a row with K negatives becomes K (chosen, rejected) pairs sharing the prompt and image
-(BPO's pairing of the ground truth against every negative, papers.md §1.2 step 4). ``kinds`` keeps only some
+(BPO's pairing of the ground truth against every negative, docs/papers.md, BPO step 4). ``kinds`` keeps only some
 negative kinds, e.g. ``("image_weakening", "error_injection")`` for a BPO-only set.
 
-TRL (``DPOTrainer`` with a processor, peers.md §2.1, platform.md §4): one parquet file ``<out>/<split>.parquet``
+TRL (``DPOTrainer`` with a processor, TRL 1.16): one parquet file ``<out>/<split>.parquet``
 with conversational columns ``prompt`` (one user message, no image token: TRL's ``prepare_multimodal_messages`` puts
 the image placeholder before the first user turn), ``chosen`` and ``rejected`` (one assistant message each) and
 ``images`` (a list of ``datasets.Image``). The schema carries the ``datasets`` feature metadata, so
 ``datasets.load_dataset("parquet", data_files=...)`` or ``load_dataset(str(out))`` decodes the images to PIL. Extra
 columns ``id`` and ``negative_kind`` are dropped by TRL's ``remove_unused_columns``.
 
-LLaMA-Factory (sharegpt ranking format, peers.md §2.2): ``<out>/<name>.json``, a list of rows
+LLaMA-Factory (sharegpt ranking format, LLaMA-Factory 0.9.5): ``<out>/<name>.json``, a list of rows
 ``{"conversations": [{"from": "human", "value": "<image>" + prompt}], "chosen": {"from": "gpt", "value": ...},
 "rejected": {...}, "images": [path]}``, and ``<out>/dataset_info.json`` registering ``name`` with
 ``"formatting": "sharegpt", "ranking": true`` (an existing dataset_info.json is updated, not replaced). File images

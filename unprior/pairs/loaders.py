@@ -10,7 +10,7 @@ Formats (``LoadConfig.format``; ``auto`` sniffs it from the path and the first r
   JSON/JSONL) whose columns are mapped onto the sample fields by ``LoadConfig.columns`` or common names.
 - ``rlaifv``: RLAIF-V / RLAIF-V-Bias parquet (``ds_name, image, question, chosen, rejected, origin_dataset,
   origin_split, idx, image_path`` and, for RLAIF-V-Bias, NaPO's ``question_only`` and ``image_only`` answers, which
-  are kept in ``meta``; papers.md §2.2).
+  are kept in ``meta``; docs/papers.md, NaPO part 1).
 - ``trl``: TRL preference rows (``prompt`` / ``chosen`` / ``rejected`` as strings or conversational messages, and
   ``images`` or ``image``), from parquet, a saved dataset or JSON/JSONL.
 

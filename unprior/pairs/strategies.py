@@ -7,7 +7,7 @@ one list of :class:`~unprior.formats.pairs.Negative` per sample (possibly empty)
 =================  =====================  ============  ===============================================================
 name               negative kind          needs         what it does
 =================  =====================  ============  ===============================================================
-image_weakening    image_weakening        generator     BPO: answer from a weakened image (papers.md §1.2 step 2)
+image_weakening    image_weakening        generator     BPO: answer from a weakened image (docs/papers.md, BPO step 2)
 error_injection    error_injection        injector      BPO: a text LLM rewrites the answer (§1.2 step 3, §1.3)
 rules              error_injection        —             one common-but-wrong edit from dataset stats (no LLM)
 language_bias      language_bias          generator     NaPO Eq. 7: the question without the image (§2.2, N6)
@@ -15,7 +15,7 @@ vision_bias        vision_bias            generator     NaPO Eq. 8: the image wi
 original           original (+ NaPO's)    —             keep the source's own rejected answer
 =================  =====================  ============  ===============================================================
 
-**Image weakening direction (papers.md §4 B1).** BPO's paper and README say the negative is what the model says
+**Image weakening direction (docs/papers.md, B1).** BPO's paper and README say the negative is what the model says
 about a *distorted* image. The released sampler instead mixes ``(1 + a) * logit(clean) - a * logit(noisy)``, VCD's
 de-hallucination contrast, which favours the clean image: the opposite of the stated aim. We implement the paper's
 intent: the negative is sampled from the noised image alone, ``y- ~ p(. | x, I_t)`` with ``t = 900`` and temperature
@@ -183,12 +183,12 @@ def _bias(
 
 
 def language_bias(samples, images, cfg: BiasConfig, ctx: StrategyContext) -> Negatives:
-    """NaPO ``y_lb = MLLM([MASK]; t)``: the question alone, with no image token at all (papers.md §2.2, N6)."""
+    """NaPO ``y_lb = MLLM([MASK]; t)``: the question alone, with no image token at all (NaPO Eq. 7, docs/papers.md N6)."""
     return _bias("language_bias", drop_image, samples, images, cfg, ctx)
 
 
 def vision_bias(samples, images, cfg: BiasConfig, ctx: StrategyContext) -> Negatives:
-    """NaPO ``y_vb = MLLM(v; [MASK])``: the image with an empty instruction (papers.md §2.2, N7)."""
+    """NaPO ``y_vb = MLLM(v; [MASK])``: the image with an empty instruction (NaPO Eq. 8, docs/papers.md N7)."""
     return _bias("vision_bias", drop_question, samples, images, cfg, ctx)
 
 
@@ -203,7 +203,7 @@ description only.
 
 Description: {answer}
 New description:"""
-"""BPO's description-mode rewrite instruction (papers.md §1.3), paraphrased."""
+"""BPO's description-mode rewrite instruction (docs/papers.md, BPO step 3), paraphrased."""
 
 QA_TEMPLATE = """\
 Picture a photo that looks much like the one this answer is about but differs in some details: it may hold \
@@ -243,7 +243,7 @@ _LABEL = re.compile(r"^\s*(new|modified|rewritten)\s+(answer|description|respons
 
 
 def injection_template(sample: Sample, choice: str) -> str:
-    """description or qa for this sample (papers.md §4 B6: descriptions get the rewrite prompt)."""
+    """description or qa for this sample (docs/papers.md B6: descriptions get the rewrite prompt)."""
     if choice != "auto":
         return choice
     task = str(sample.meta.get("task", "")).lower()

@@ -6,7 +6,7 @@ For every (chosen, negative) pair the reference margins are
     m_μ = log π_ref(y_w)/|y_w| − log π_ref(y_l)/|y_l|         (length-averaged, ψ_μ)
 
 NaPO Fig. 4 plots these raw margins per bias type and finds that noisy (actually fine) negatives have smaller ones:
-the average margin for language-biased negatives, the summed margin for vision-biased ones (papers.md §2.5). Per kind
+the average margin for language-biased negatives, the summed margin for vision-biased ones (NaPO Eq. 12; docs/papers.md N1). Per kind
 the report gives the distribution of both, the share of negatives the reference already prefers to the chosen answer
 (margin < 0), and two q values of Eq. 12's rule (official-code formula):
 
@@ -30,7 +30,7 @@ from unprior.io import write_json
 from unprior.losses import noise_q
 
 ALPHA = {"mean": 0.5, "sum": 0.01}
-"""NaPO's α per margin type (papers.md §2.5): 0.5 on the averaged margin, 0.01 on the summed one."""
+"""NaPO's α per margin type (docs/papers.md N1): 0.5 on the averaged margin, 0.01 on the summed one."""
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 

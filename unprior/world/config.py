@@ -22,7 +22,7 @@ class ImageConfig:
     """Lower bound of the share of the colour's chroma kept (drawn uniformly per object). Lower: harder colours."""
     saturation_hi: float = 0.45
     """Upper bound of that share. The colour signal is the main difficulty knob: the language prior only shows
-    when colour is hard to read (world-prototype.md §2)."""
+    when colour is hard to read (docs/world.md, "What the design runs showed", item 1)."""
     luminance: float = 70.0
     """Luminance offset of the glyph from the background. Keeps shapes easy to read."""
     polarity: str = "dark"

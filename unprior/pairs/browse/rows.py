@@ -5,7 +5,7 @@ row whose image path escapes the root. The browser shows such a row without its 
 does not hide the other 99,999. Paths resolve through :func:`unprior.pairs.images.resolve_image_path` (the loaders'
 check: ``..``, absolute paths elsewhere and symlinks out of the root are refused).
 
-Margins are NaPO's (papers.md §2.5, docs/score.md), from the reference entry of ``unprior score``:
+Margins are NaPO's (NaPO Eq. 12's ψ, docs/score.md), from the reference entry of ``unprior score``:
 ``m_Σ = log π_ref(y_w) − log π_ref(y_l)`` and ``m_μ = log π_ref(y_w)/|y_w| − log π_ref(y_l)/|y_l|``.
 """
 
