@@ -1,11 +1,12 @@
 """The grounding frontier: counterfactual accuracy at matched in-distribution accuracy (``unprior eval frontier``).
 
 Greedy ID and CF attribute accuracy trade off: a model that merely trusts its colour prior less gains CF and loses
-ID, without looking at the image any better (docs/world.md, "What the design runs showed", item 8). The frontier separates the
-two. For every attribute row of ``test_id`` and ``test_cf`` the model is teacher-forced up to the colour slot of
-the world's answer template ("The apple is") and the log-probability of each of the eight colour words is read
-(one forward pass per batch, no generation). A bias ``b`` is added to the canonical colour's score and the
-prediction is the best-scoring colour; sweeping ``b`` traces the model's prior/vision trade-off curve. Reported:
+ID, without looking at the image any better (docs/world.md, "What the design runs showed", item 8). The frontier
+separates the two. For every attribute row of ``test_id`` and ``test_cf`` the model is teacher-forced up to the
+colour slot of the world's answer template ("The apple is") and the log-probability of each of the eight colour
+words is read (one forward pass per batch, no generation). A bias ``b`` is added to the canonical colour's score and
+the prediction is the best-scoring colour; sweeping ``b`` traces the model's prior/vision trade-off curve. Reported:
+
 
 - the accuracies at ``b = 0`` (the greedy numbers, for a model that answers in the template);
 - the best CF accuracy over the biases whose ID accuracy is at least each threshold (0.90, 0.95), with that bias.

@@ -32,8 +32,8 @@ def dpo_loss(
 ) -> LossOutput:
     """Sigmoid DPO (Rafailov et al. 2023, https://arxiv.org/abs/2305.18290; NaPO Eq. 3): ``−log σ(β·ψ)``.
 
-    This is BPO's loss (TRL's default ``sigmoid`` loss on summed log-probs, arXiv 2403.08730; docs/papers.md, BPO step 5) and the loss of the
-    original pair in NaPO's Eq. 14.
+    This is BPO's loss (TRL's default ``sigmoid`` loss on summed log-probs, arXiv 2403.08730; docs/papers.md, BPO
+    step 5) and the loss of the original pair in NaPO's Eq. 14.
 
     Args:
         policy_chosen: Policy log-probs of the chosen responses, ``(B,)`` each field.

@@ -7,8 +7,8 @@ A negative is dropped when it is
   identically zero, so the pair costs compute and teaches nothing; for texts that differ only in case, spacing or
   final punctuation it would teach formatting, not grounding;
 - ``too_long``: more than ``max_words`` whitespace-separated words. BPO drops the whole *sample* when any of its
-  completions exceeds 350 words (docs/papers.md, BPO step 4); we drop only the long negative and keep the prompt's other
-  negatives, and never drop on the chosen answer's length.
+  completions exceeds 350 words (docs/papers.md, BPO step 4); we drop only the long negative and keep the prompt's
+  other negatives, and never drop on the chosen answer's length.
 
 A row left with no negatives is dropped too (counted as ``rows_without_negatives``).
 """

@@ -183,7 +183,7 @@ def _bias(
 
 
 def language_bias(samples, images, cfg: BiasConfig, ctx: StrategyContext) -> Negatives:
-    """NaPO ``y_lb = MLLM([MASK]; t)``: the question alone, with no image token at all (NaPO Eq. 7, docs/papers.md N6)."""
+    """NaPO ``y_lb = MLLM([MASK]; t)`` (Eq. 7): the question alone, with no image token at all (docs/papers.md N6)."""
     return _bias("language_bias", drop_image, samples, images, cfg, ctx)
 
 

@@ -142,8 +142,8 @@ def write_markdown(d: Demo, methods: list[str], cols, values, figures: dict[str,
         f"{t.warmup_ratio:.0%}, cosine), β {t.beta:g}, on the same rows in the same order. "
         f"**SFT anchor:** DPO and NaPO add the length-normalised NLL of the chosen answer with weight "
         f"{t.sft_weight:g} (RPO-style, in neither paper): without it every pairwise loss breaks this tiny model's "
-        "output format (docs/world.md, \"What the design runs showed\", item 6). SFT is that term alone, so the pairwise terms' own effect is the "
-        "difference to SFT.",
+        "output format (docs/world.md, \"What the design runs showed\", item 6). SFT is that term alone, so the "
+        "pairwise terms' own effect is the difference to SFT.",
         "",
         "## Pairs",
         "",

@@ -6,9 +6,10 @@ For every (chosen, negative) pair the reference margins are
     m_μ = log π_ref(y_w)/|y_w| − log π_ref(y_l)/|y_l|         (length-averaged, ψ_μ)
 
 NaPO Fig. 4 plots these raw margins per bias type and finds that noisy (actually fine) negatives have smaller ones:
-the average margin for language-biased negatives, the summed margin for vision-biased ones (NaPO Eq. 12; docs/papers.md N1). Per kind
-the report gives the distribution of both, the share of negatives the reference already prefers to the chosen answer
-(margin < 0), and two q values of Eq. 12's rule (official-code formula):
+the average margin for language-biased negatives, the summed margin for vision-biased ones (NaPO Eq. 12;
+docs/papers.md N1). Per kind the report gives the distribution of both, the share of negatives the reference already
+prefers to the chosen answer (margin < 0), and two q values of Eq. 12's rule (official-code formula):
+
 
 - ``q_start``: the value training starts from. At step 0 the policy equals the reference, so the training margin is
   0 and q = 1 (MAE-like) for every kind.
