@@ -24,13 +24,31 @@ dataset's rows (docs/pairs.md, "Memory plan for pairs").
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-if TYPE_CHECKING:
-    from unprior.models.generate import RowShape as PromptShape
+import torch
+from PIL import Image
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
+
+from unprior.config import check_choice, check_range, fail
+from unprior.formats.pairs import read_pairs
+from unprior.forward.batch import RowEncoder
+from unprior.models.backends.hf import resolve_device, resolve_dtype
+from unprior.models.families import load_processor, require_model_dir
+from unprior.models.generate import RowShape as PromptShape
+from unprior.models.generate import batch_cost, budget_batches, chat_text, row_shapes
+from unprior.pairs.config import NEEDS
+from unprior.pairs.loaders import load_samples
+from unprior.pairs.merge import resolve_pairs
+from unprior.pairs.run import open_images, refuse_empty, resolve_max_new_tokens
+from unprior.pairs.shards import shard_of
+from unprior.pairs.strategies import STRATEGIES, StrategyContext
+from unprior.train.model import lora_targets
 
 Setup = Literal["single", "ddp", "fsdp2", "zero3"]
 SETUPS: tuple[str, ...] = ("single", "ddp", "fsdp2", "zero3")
@@ -342,8 +360,6 @@ class PlanConfig:
     samples of the shard planned, in whole parts (evenly spaced)."""
 
     def validate(self) -> None:
-        from unprior.config import check_choice, check_range
-
         check_range(self, "devices", 1, 1_000_000)
         check_range(self, "rows", 1, 100_000_000)
         check_choice(self, "setup", SETUPS)
@@ -351,8 +367,6 @@ class PlanConfig:
             try:
                 parse_bytes(self.device_memory)
             except ValueError as e:
-                from unprior.config import fail
-
                 fail("device_memory", str(e))
 
 
@@ -379,10 +393,6 @@ def _vision_dims(config) -> dict[str, object]:
 
 def shape_of(model, config) -> ModelShape:
     """Counts and dimensions of a (meta-device) transformers VLM."""
-    from torch import nn
-
-    from unprior.train.model import lora_targets
-
     decoder, head = model.get_decoder(), model.get_output_embeddings()
     language = {id(p): p.numel() for module in (decoder, head) for p in module.parameters()}
     modules = dict(model.named_modules())
@@ -405,11 +415,6 @@ def meta_model(path: str, *, trust_remote_code: bool = False, text_ok: bool = Fa
     """(model, config, is a VLM) for ``path``, built on the meta device from its config: no weight is read or
     allocated. ``text_ok``: like the hf backend's loader, a checkpoint that is not image-text-to-text is built as a
     causal LM (the error injector's LLM)."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
-
-    from unprior.models.families import require_model_dir
-
     require_model_dir(path)
     config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     with torch.device("meta"):
@@ -424,8 +429,6 @@ def meta_model(path: str, *, trust_remote_code: bool = False, text_ok: bool = Fa
 def model_shape(path: str, *, trust_remote_code: bool = False, dtype: str | None = None) -> ModelShape:
     """The shape of the model in ``path`` from its config alone (:func:`meta_model`). ``dtype`` overrides the
     config's (``unprior score`` loads in its own dtype)."""
-    import dataclasses
-
     model, config, _ = meta_model(path, trust_remote_code=trust_remote_code)
     shape = shape_of(model, config)
     return dataclasses.replace(shape, dtype=dtype) if dtype else shape
@@ -443,10 +446,6 @@ def longest_row(path: str, model: str, *, max_length: int, kinds: tuple[str, ...
     """The padded shape a batch of this pairs file reaches (each dimension's maximum over the measured rows), and
     the file's row count. ``kinds``: the responses are the chosen answer and the first negative of each kind (train);
     None: every negative (score)."""
-    from unprior.formats.pairs import read_pairs
-    from unprior.forward.batch import RowEncoder
-    from unprior.models.families import load_processor
-
     processor = load_processor(model, trust_remote_code=trust_remote_code)
     encoder = RowEncoder(processor, max_length)
     image_id = _image_token_id(processor)
@@ -586,8 +585,6 @@ class CallShape:
 def request_calls(request: Request, batch_size: int, budget: int, merge: int) -> list[CallShape]:
     """The calls the hf backend makes for ``request``: consecutive prompts, at most ``batch_size``, within ``budget``
     positions (0: none), grouped by :func:`unprior.models.generate.budget_batches` itself."""
-    from unprior.models.generate import budget_batches
-
     batches = budget_batches(request.shapes, batch_size=batch_size, max_batch_tokens=budget,
                              num_beams=request.beams, max_new_tokens=request.new_tokens, merge=merge)
     shapes, pixels = request.shapes, request.pixels
@@ -684,8 +681,6 @@ def pairs_peak(inputs: PairsInputs, calls: list[CallShape]) -> tuple[int, CallSh
 def largest_budget(inputs: PairsInputs, memory: int) -> int | None:
     """The largest ``generator.max_batch_tokens`` whose peak fits ``memory``, by bisection (calls grow with the
     budget). 0: no budget is needed (``batch_size`` binds first); None: not even one row per call fits."""
-    from unprior.models.generate import batch_cost
-
     def fits(budget: int) -> bool:
         return pairs_peak(inputs, pairs_calls(inputs, budget))[0] <= memory
 
@@ -726,10 +721,6 @@ def _image_bytes(processor, size: tuple[int, int], float_bytes: int, cache: dict
     """Bytes of the processor's image tensors for one image of ``size`` (floats in the model's dtype), from a blank
     image of that size: the output depends on the size alone (unprior.models.generate.row_shapes)."""
     if size not in cache:
-        from PIL import Image
-
-        from unprior.models.generate import chat_text
-
         enc = processor(images=[Image.new("RGB", size)], text=[chat_text(processor, "", True)], return_tensors="pt")
         cache[size] = sum(v.numel() * (float_bytes if v.is_floating_point() else v.element_size())
                           for k, v in enc.items() if k not in ("input_ids", "attention_mask"))
@@ -739,8 +730,6 @@ def _image_bytes(processor, size: tuple[int, int], float_bytes: int, cache: dict
 def _requests(strategy: str, role: str, prompts: list, decoding, reader: tuple) -> list[Request]:
     """The :class:`Request` of ``prompts`` with images and the one without (``reader``: the role's processor, image
     token id, float bytes and size cache)."""
-    from unprior.models.generate import row_shapes
-
     processor, image_token_id, float_bytes, cache = reader
     out = []
     for group in ([p for p in prompts if p.image is not None], [p for p in prompts if p.image is None]):
@@ -753,9 +742,6 @@ def _requests(strategy: str, role: str, prompts: list, decoding, reader: tuple) 
 
 def _part_requests(cfg, samples: list, images: list, readers: dict[str, tuple]) -> list[Request]:
     """What every planned strategy asks of an hf backend for one part, recorded by running the strategy itself."""
-    from unprior.pairs.config import NEEDS
-    from unprior.pairs.strategies import STRATEGIES, StrategyContext
-
     recorders = {role: _Recorder() for role in readers}
     ctx = StrategyContext(generator=recorders.get("generator"), injector=recorders.get("injector"), seed=cfg.seed)
     out = []
@@ -771,13 +757,6 @@ def _part_requests(cfg, samples: list, images: list, readers: dict[str, tuple]) 
 
 def _reader(backend) -> tuple[ModelShape, tuple]:
     """The role's model shape in the dtype the hf backend loads, and what its prompts are measured with."""
-    import dataclasses
-
-    from transformers import AutoTokenizer
-
-    from unprior.models.backends.hf import resolve_device, resolve_dtype
-    from unprior.models.families import load_processor
-
     model, config, vlm = meta_model(backend.model, trust_remote_code=backend.trust_remote_code, text_ok=True)
     dtype = dtype_name(resolve_dtype(backend.dtype, resolve_device(backend.device)))
     load = load_processor if vlm else AutoTokenizer.from_pretrained
@@ -791,12 +770,6 @@ def pairs_inputs(cfg, rows: int) -> PairsInputs:
     """Read what :func:`pairs_plan_lines` needs for ``unprior pairs`` with config ``cfg``: the hf models on the meta
     device, and the requests of whole parts of this shard (evenly spaced, ``rows`` samples or more), from the
     source's rows through the same loader, strategies and processor as the run. Nothing is loaded or written."""
-    from unprior.models.backends.hf import resolve_device
-    from unprior.pairs.config import NEEDS
-    from unprior.pairs.loaders import load_samples
-    from unprior.pairs.run import open_images, refuse_empty, resolve_max_new_tokens
-    from unprior.pairs.shards import shard_of
-
     roles = [role for role in ("generator", "injector") if getattr(cfg, role).backend == "hf"
              and any(NEEDS.get(s) == role for s in cfg.strategies)]
     models, readers = {}, {}
@@ -826,8 +799,6 @@ def _call_note(call: CallShape) -> str:
 
 def _strategy_terms(cfg, inputs: PairsInputs, calls: list[CallShape]) -> list[tuple[str, int, str]]:
     """One line per strategy: its largest call's peak above the weights, or why it needs no memory here."""
-    from unprior.pairs.config import NEEDS
-
     terms = []
     for name in cfg.strategies:
         mine = [c for c in calls if c.strategy == name]
@@ -901,8 +872,6 @@ def run_plan(command: str, cfg, settings: PlanConfig, log=print) -> int:
     written."""
     memory = parse_bytes(settings.device_memory) if settings.device_memory else None
     if command == "train":
-        from unprior.pairs.merge import resolve_pairs
-
         model = model_shape(cfg.model)
         kinds = tuple(cfg.objective.kinds)
         row, rows = longest_row(resolve_pairs(cfg.pairs, log), cfg.model, max_length=cfg.max_length, kinds=kinds,
