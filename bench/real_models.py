@@ -32,7 +32,9 @@ def _tile_tokens() -> tuple[str, ...]:
 
 def real_tokenizer(vocab_size: int, image_tokens: tuple[str, ...], image_part: str, seed: int = 0
                    ) -> PreTrainedTokenizerBase:
-    """A local BPE of exactly ``vocab_size`` tokens: English prompts plus seeded pseudo-words (a few seconds)."""
+    """A local BPE of up to ``vocab_size`` tokens: English prompts plus seeded pseudo-words (a few seconds). The corpus
+    yields about 75,000 merges, so a larger vocabulary (Qwen2-VL's 151,936) leaves embedding rows no token uses, as
+    Qwen2-VL's own tokenizer does (151,657 tokens); the embedding and LM head keep the model's full size."""
     from unprior.models.tokenizer import train_tokenizer
     from unprior.world.base import vocabulary_corpus
 
@@ -42,8 +44,8 @@ def real_tokenizer(vocab_size: int, image_tokens: tuple[str, ...], image_part: s
     corpus = [" ".join(rng.choice(words) for _ in range(50)) for _ in range(8_000)]
     tok = train_tokenizer(vocabulary_corpus() * 20 + corpus, vocab_size, image_tokens=image_tokens,
                           image_part=image_part)
-    if len(tok) != vocab_size:
-        raise ValueError(f"tokenizer has {len(tok)} tokens, wanted {vocab_size}")
+    if len(tok) > vocab_size:
+        raise ValueError(f"tokenizer has {len(tok)} tokens, more than {vocab_size}")
     return tok
 
 
