@@ -2,20 +2,27 @@
 
 Each step is a small function of the run's state (:class:`Demo`) that calls one stage's public API with a config
 and leaves its output in the cache (keyed by everything that decides it). ``unprior demo`` runs them in order
-(:mod:`unprior.demo`); ``unprior study`` runs them per seed and per arm (:mod:`unprior.study`).
+(:mod:`unprior.demo`); ``unprior study`` runs them per seed and per arm (:mod:`unprior.study`). The stages that
+import transformers, accelerate or rich are imported inside the steps: ``unprior demo --help`` loads this module.
 """
 
 from __future__ import annotations
 
 import copy
+import multiprocessing
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from unprior.config import config_hash, dump_yaml, to_dict
+from unprior.eval.config import EvalConfig, FrontierConfig
 from unprior.io import cache_root, is_complete, read_json, read_jsonl, write_jsonl
+from unprior.numerics import torch_threads
+from unprior.pairs.config import BackendConfig, LoadConfig, MergeConfig, PairsConfig
 from unprior.pipeline.config import (
     DEMO_FORMAT_VERSION,
     LABELS,
@@ -28,9 +35,10 @@ from unprior.pipeline.config import (
     train_config,
     train_key,
 )
+from unprior.score.config import ScoreConfig
+from unprior.world.build import build_world, world_dir_for
 from unprior.world.config import BaseConfig
-
-# ------------------------------------------------------------------------------------------------------ the run
+from unprior.world.spec import canonical
 
 
 @dataclass
@@ -75,8 +83,6 @@ def demo_cache(*parts: str) -> Path:
 
 
 def step_world(d: Demo) -> None:
-    from unprior.world.build import build_world, world_dir_for
-
     world = d.cfg.base.world
     target = Path(d.cfg.world_dir) if d.cfg.world_dir else world_dir_for(world)
     d.cached["world"] = is_complete(target)
@@ -89,7 +95,6 @@ def step_world(d: Demo) -> None:
 
 def _base_cached(cfg: BaseConfig) -> bool:
     from unprior.world.base import base_dir_for
-    from unprior.world.build import world_dir_for
 
     world = Path(cfg.world_dir) if cfg.world_dir else world_dir_for(cfg.world)
     return is_complete(world) and is_complete(base_dir_for(cfg, world))
@@ -108,14 +113,11 @@ def step_base(d: Demo) -> None:
 
     ctrl = _control(d)
     if d.cfg.base.recipe == "pretrained_vision" and not d.cfg.base_dir:
-        from unprior.numerics import torch_threads
         from unprior.world.base import tower_for
 
         with torch_threads(d.cfg.threads):
             tower_for(d.cfg.base, d.world, log=d.log)  # shared with the control: trained once, before both
     if d.cfg.control and not d.cfg.world_dir and not _base_cached(ctrl):
-        import multiprocessing
-
         d.background = multiprocessing.get_context("spawn").Pool(1)
         d.pending["control"] = d.background.apply_async(train_control_process, (ctrl,))
         d.log("control: training in a second process (log lines prefixed [control])")
@@ -160,10 +162,6 @@ def _control(d: Demo) -> BaseConfig:
 
 def select_pool(world: Path, pool: PoolConfig) -> list[dict[str, Any]]:
     """The pool's rows: the ``pool.tasks`` rows of ``pool.images`` train images, drawn with ``pool.seed``."""
-    import numpy as np
-
-    from unprior.world.spec import canonical
-
     by_image: dict[str, list[dict[str, Any]]] = {}
     for r in read_jsonl(world / "train.jsonl"):
         if r["task"] in pool.tasks:
@@ -184,8 +182,6 @@ def select_pool(world: Path, pool: PoolConfig) -> list[dict[str, Any]]:
 
 def pairs_config(d: Demo, pool_file: Path, out: Path):
     """``unprior pairs`` config: all four strategies, the base model as the generator."""
-    from unprior.pairs.config import BackendConfig, LoadConfig, PairsConfig
-
     p = d.cfg.pairs
     cfg = PairsConfig(source=str(pool_file), load=LoadConfig(format="unprior", image_root=str(d.world)), out=str(out),
                       strategies=list(STRATEGIES), generator=BackendConfig(model=str(d.models["base"]),
@@ -202,7 +198,6 @@ def pairs_config(d: Demo, pool_file: Path, out: Path):
 
 
 def step_pairs(d: Demo) -> None:
-    from unprior.pairs.config import MergeConfig
     from unprior.pairs.merge import merge_pairs
     from unprior.pairs.run import run_pairs
     from unprior.score.reference import model_fingerprint
@@ -228,11 +223,9 @@ def step_pairs(d: Demo) -> None:
     dump_yaml(cfg, d.out / "configs" / "pairs.yaml")
 
 
-def score_config(d: Demo):
-    from unprior.score.config import ScoreConfig
-
+def score_config(d: Demo) -> ScoreConfig:
     return ScoreConfig(model=str(d.models["base"]), pairs=str(d.pairs_file), max_length=d.cfg.train.max_length,
-                       batch_size=64, threads=d.cfg.threads)
+                       batch_size=d.cfg.train.score_batch_size, threads=d.cfg.threads)
 
 
 def step_score(d: Demo) -> None:
@@ -279,7 +272,6 @@ def evaluate_model(world: Path, model: Path, label: str, *, limit: int | None, b
 
     Returns ``({"world": results, "frontier": results, "dirs": {...}}, whether everything came from the cache)``.
     """
-    from unprior.eval.config import EvalConfig, FrontierConfig
     from unprior.eval.frontier import run_frontier
     from unprior.eval.generation import make_generate_fn
     from unprior.eval.runner import run_eval
