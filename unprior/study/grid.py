@@ -1,9 +1,13 @@
 """Running a study: prepare each seed (base, pairs, scores, noised pairs), then every arm x seed unit in
-parallel worker processes, each result written as soon as it is done (a killed study resumes)."""
+parallel worker processes, each result written as soon as it is done (a killed study resumes). The stages that
+import transformers, accelerate or rich are imported inside the functions: ``unprior study --help`` loads this module.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import multiprocessing
 import sys
 import time
 import traceback
@@ -11,14 +15,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from unprior.config import config_hash, dump_yaml, from_dict, rename_keys, to_dict
 from unprior.io import is_complete, read_json, read_jsonl, write_json
-from unprior.pipeline.config import DemoConfig, train_config, train_key
+from unprior.numerics import torch_threads
+from unprior.pairs.noise import NoiseConfig, inject_noise
+from unprior.pipeline.config import DemoConfig, control_config, train_config, train_key
+from unprior.pipeline.steps import (
+    Demo,
+    demo_cache,
+    evaluate_model,
+    score_config,
+    step_base,
+    step_pairs,
+    step_score,
+    step_world,
+)
 from unprior.study.config import METRICS, STUDY_FORMAT_VERSION, ArmConfig, StudyConfig, objective_for_arm
 from unprior.study.summary import write_summary
 from unprior.train.config import TrainConfig
-
-# ------------------------------------------------------------------------------------------------------ prepare
+from unprior.world.config import ProbeConfig
+from unprior.world.probe import probe_model
 
 
 def _demo_for(cfg: StudyConfig, seed: int, share: float | None) -> DemoConfig:
@@ -44,8 +62,6 @@ def prepare_seed(cfg: StudyConfig, seed: int) -> dict[str, Any]:
     """World, base model, pairs and reference scores (clean and noised) of one seed; cached like the demo's."""
     from rich.console import Console
 
-    from unprior.pairs.noise import NoiseConfig, inject_noise
-    from unprior.pipeline.steps import Demo, demo_cache, score_config, step_base, step_pairs, step_score, step_world
     from unprior.score.reference import ensure_reference
 
     out: dict[str, Any] = {"seed": seed, "pairs": {}}
@@ -75,7 +91,6 @@ def prepare_seed(cfg: StudyConfig, seed: int) -> dict[str, Any]:
 
 def prepare_control(cfg: StudyConfig, seed: int | None = None) -> str:
     """The no-prior control (the visual ceiling) of ``demo.base``, with ``base.seed = seed`` when given."""
-    from unprior.pipeline.config import control_config
     from unprior.world.base import train_base
 
     base = copy.deepcopy(cfg.demo.base)
@@ -84,9 +99,6 @@ def prepare_control(cfg: StudyConfig, seed: int | None = None) -> str:
     ctrl = control_config(base, cfg.demo.control_sft_steps)
     ctrl.threads = cfg.threads
     return str(train_base(ctrl))
-
-
-# ---------------------------------------------------------------------------------------------------------- units
 
 
 @dataclass
@@ -126,8 +138,6 @@ def train_config_for(cfg: StudyConfig, arm: ArmConfig, seed: int, model: str, pa
 
 def _train_dir(train: dict[str, Any], arm: str) -> Path:
     """The trained model's cache folder; any arm with the same train config reuses it."""
-    from unprior.pipeline.steps import demo_cache
-
     key = train_key(train, version=STUDY_FORMAT_VERSION)
     found = sorted(demo_cache("train").glob(f"*-study-{key}"))
     return found[0] if found else demo_cache("train", f"{arm}-study-{key}")
@@ -142,12 +152,6 @@ def _late_mean(rows: list[dict[str, Any]], key: str) -> float | None:
 
 def run_unit(unit: Unit, log_dir: str) -> dict[str, Any]:
     """Train (unless cached) and evaluate one unit; its output goes to ``<log_dir>/<name>.log``."""
-    import contextlib
-
-    import torch
-
-    from unprior.pipeline.steps import evaluate_model
-
     if unit.threads:
         torch.set_num_threads(unit.threads)
     Path(log_dir).mkdir(parents=True, exist_ok=True)
@@ -164,9 +168,6 @@ def run_unit(unit: Unit, log_dir: str) -> dict[str, Any]:
                                   batch_size=unit.eval_batch_size, frontier=True, console=console, log=console.print)
     metrics = {short: entry[run]["metrics"].get(metric) for short, (run, metric, _, _) in METRICS.items()}
     if unit.probe or unit.arm in ("base", "control"):  # the baselines always: the tower probe is the study's
-        from unprior.world.config import ProbeConfig
-        from unprior.world.probe import probe_model
-
         acc = probe_model(ProbeConfig(models=[str(model)], world_dir=unit.world), str(model))
         metrics["probe_cf"], metrics["probe_id"] = acc["test_cf"], acc["test_id"]
         if unit.arm in ("base", "control"):  # the tower itself (the same tower in every arm of the seed)
@@ -191,9 +192,6 @@ def _train(unit: Unit, console: Any) -> tuple[Path, dict[str, Any]]:
     return out / "model", {"dir": str(out), "late": {k: _late_mean(rows, k) for k in keys}}
 
 
-# ------------------------------------------------------------------------------------------------------ the study
-
-
 def plan_units(cfg: StudyConfig, prepared: dict[int, dict[str, Any]], controls: dict[int, str]) -> list[Unit]:
     """Every unit of the study: baselines first (base per seed, the control once or per seed), then arm × seed."""
     common = {"eval_batch_size": cfg.demo.eval_batch_size, "limit": cfg.demo.limit, "threads": cfg.threads,
@@ -215,8 +213,6 @@ def plan_units(cfg: StudyConfig, prepared: dict[int, dict[str, Any]], controls: 
 
 
 def _init_worker(threads: int) -> None:
-    import torch
-
     if threads:
         torch.set_num_threads(threads)
 
@@ -239,10 +235,6 @@ def _safe_unit(unit: Unit, log_dir: str) -> dict[str, Any]:
 
 def run_study(cfg: StudyConfig) -> int:
     """Prepare the seeds, run the missing units (``workers`` at a time), write the summary."""
-    import multiprocessing
-
-    from unprior.pipeline.steps import demo_cache
-
     out = Path(cfg.out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     dump_yaml(cfg, out / "config.yaml")
@@ -250,7 +242,6 @@ def run_study(cfg: StudyConfig) -> int:
     t0 = time.perf_counter()
     print(f"study {out}: {len(cfg.arms)} arms × {len(cfg.seeds)} seeds; worker logs in {log_dir}", flush=True)
     if cfg.demo.base.recipe == "pretrained_vision" and not cfg.demo.base_dir:
-        from unprior.numerics import torch_threads
         from unprior.world.base import tower_for
 
         with torch_threads(cfg.threads):
