@@ -1,22 +1,22 @@
-"""The demo's report: the results table (printed and markdown), the figures, ``results.json`` and ``report.md``."""
+"""The demo's report: the results table (printed and markdown), the figures, ``results.json`` and ``report.md``.
+rich and matplotlib are imported where they are used: ``unprior demo --help`` loads this module."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from unprior.config import to_dict
+from unprior.eval.compare import bar_chart, compare_table
 from unprior.io import read_json, read_jsonl, write_json
+from unprior.pairs.browse import BrowseConfig, write_browser
 from unprior.pipeline.config import COLUMNS, DESCRIPTIONS, LABELS
 from unprior.pipeline.steps import Demo
-
-# ------------------------------------------------------------------------------------------------------ report
 
 
 def results_table(d: Demo) -> tuple[list[str], list[Any], list[list[float | None]]]:
     """(method keys, compare columns, values) of the table, from the eval runs' results (``eval compare``'s table)."""
-    from unprior.eval.compare import compare_table
-
     runs = []
     for e in d.evals.values():
         runs.append({**e["world"], "_path": e["dirs"]["world"]})
@@ -33,11 +33,23 @@ def _title(col) -> str:
     return dict(COLUMNS)[f"{col.benchmark}/{col.metric}"]
 
 
+def _heading(col) -> str:
+    return _title(col) + {True: " ↑", False: " ↓", None: ""}[col.higher_is_better]
+
+
 def _best(values: list[float | None], higher: bool | None) -> float | None:
     present = [v for v in values if v is not None]
     if higher is None or not present:
         return None
     return max(present) if higher else min(present)
+
+
+def _cells(methods: list[str], cols, values, bold: Callable[[str], str]) -> list[list[str]]:
+    """Each method's cells; the best of each column among the trained methods and the base marked with ``bold``."""
+    trained = [i for i, m in enumerate(methods) if m != "control"]  # the ceiling does not compete
+    best = [_best([values[k][j] for k in trained], c.higher_is_better) for j, c in enumerate(cols)]
+    return [["-" if v is None else bold(f"{v:.3f}") if v == best[j] and m != "control" else f"{v:.3f}"
+             for j, v in enumerate(values[i])] for i, m in enumerate(methods)]
 
 
 def print_table(d: Demo, methods: list[str], cols, values) -> None:
@@ -46,15 +58,8 @@ def print_table(d: Demo, methods: list[str], cols, values) -> None:
     table = Table(title="unprior demo: the embedded world (test_cf: non-canonical colours, absent partners)")
     table.add_column("method", no_wrap=True)
     for c in cols:
-        table.add_column(_title(c) + {True: " ↑", False: " ↓", None: ""}[c.higher_is_better], justify="right")
-    trained = [i for i, m in enumerate(methods) if m != "control"]  # the ceiling does not compete
-    for i, m in enumerate(methods):
-        cells = []
-        for j, c in enumerate(cols):
-            v = values[i][j]
-            best = _best([values[k][j] for k in trained], c.higher_is_better)
-            text = "-" if v is None else f"{v:.3f}"
-            cells.append(f"[bold]{text}[/bold]" if v is not None and v == best and m != "control" else text)
+        table.add_column(_heading(c), justify="right")
+    for m, cells in zip(methods, _cells(methods, cols, values, "[bold]{}[/bold]".format), strict=True):
         table.add_row(LABELS[m], *cells, style="dim" if m == "control" else None)
     console = d.console
     if not console.is_terminal and console.width < 140:  # a log file or pipe: no need to wrap at 80 columns
@@ -65,18 +70,10 @@ def print_table(d: Demo, methods: list[str], cols, values) -> None:
 
 
 def markdown_table(methods: list[str], cols, values) -> str:
-    head = ["method", *(_title(c) + {True: " ↑", False: " ↓", None: ""}[c.higher_is_better] for c in cols)]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    trained = [i for i, m in enumerate(methods) if m != "control"]
-    for i, m in enumerate(methods):
-        cells = [LABELS[m]]
-        for j, c in enumerate(cols):
-            v = values[i][j]
-            best = _best([values[k][j] for k in trained], c.higher_is_better)
-            text = "-" if v is None else f"{v:.3f}"
-            cells.append(f"**{text}**" if v is not None and v == best and m != "control" else text)
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    head = ["method", *map(_heading, cols)]
+    body = ["| " + " | ".join([LABELS[m], *cells]) + " |"
+            for m, cells in zip(methods, _cells(methods, cols, values, "**{}**".format), strict=True)]
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *body])
 
 
 def plot_q_gamma(metrics_file: Path, out_png: Path) -> Path | None:
@@ -193,9 +190,6 @@ def write_markdown(d: Demo, methods: list[str], cols, values, figures: dict[str,
 
 
 def step_report(d: Demo) -> None:
-    from unprior.eval.compare import bar_chart
-    from unprior.pairs.browse import BrowseConfig, write_browser
-
     methods, cols, values = results_table(d)
     print_table(d, methods, cols, values)
     figures = {}
