@@ -32,16 +32,22 @@ DESCRIPTIONS = {
     "napo": "the NaPO objective (Eq. 14: DPO on the error-injected pair, NaPO loss with dynamic q on the language- "
             "and vision-biased answers, dynamic γ) on NaPO's pairs, plus the SFT anchor",
 }
-COLUMNS = [
-    ("world/id_attribute_accuracy", "ID attr acc"),
-    ("world/cf_attribute_accuracy", "CF attr acc"),
-    ("world/cf_prior_follow", "CF prior-follow"),
-    ("world_frontier/cf_at_id_0.90", "CF@ID≥0.90"),
-    ("world/cf_pope_adversarial_fp", "CF POPE adv FP"),
-    ("world/cf_chair_i", "CF CHAIR_i"),
-    ("world/cf_partner_hallucination", "CF partner hall."),
-]
-"""Table columns: ``benchmark/metric`` (as ``unprior eval compare`` names them) and a short title."""
+METRICS = {
+    "id": ("world", "id_attribute_accuracy", "ID attr acc", True),
+    "cf": ("world", "cf_attribute_accuracy", "CF attr acc", True),
+    "prior_follow": ("world", "cf_prior_follow", "CF prior-follow", False),
+    "frontier": ("frontier", "cf_at_id_0.90", "CF@ID≥0.90", True),
+    "pope_adv_fp": ("world", "cf_pope_adversarial_fp", "CF POPE adv FP", False),
+    "pope_adv_f1": ("world", "cf_pope_adversarial_f1", "CF POPE adv F1", True),
+    "chair_i": ("world", "cf_chair_i", "CF CHAIR_i", False),
+    "partner_hall": ("world", "cf_partner_hallucination", "CF partner hall.", False),
+}
+"""The study's metrics, short name -> (eval run: the world benchmark or the grounding frontier, metric, column title,
+higher is better)."""
+COLUMNS = [(f"{'world_frontier' if run == 'frontier' else run}/{metric}", title)
+           for name, (run, metric, title, _) in METRICS.items() if name != "pope_adv_f1"]
+"""The demo's table (the study's metrics but POPE's F1): ``benchmark/metric`` (as ``unprior eval compare`` names
+them) and a short title."""
 
 
 # ------------------------------------------------------------------------------------------------------ config

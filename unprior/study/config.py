@@ -12,17 +12,6 @@ from unprior.pipeline.config import DemoConfig, objective_for
 from unprior.train.config import TrainConfig
 
 STUDY_FORMAT_VERSION = 1
-METRICS = {
-    "id": ("world", "id_attribute_accuracy", "ID attr acc", True),
-    "cf": ("world", "cf_attribute_accuracy", "CF attr acc", True),
-    "prior_follow": ("world", "cf_prior_follow", "CF prior-follow", False),
-    "frontier": ("frontier", "cf_at_id_0.90", "CF@ID≥0.90", True),
-    "pope_adv_fp": ("world", "cf_pope_adversarial_fp", "CF POPE adv FP", False),
-    "pope_adv_f1": ("world", "cf_pope_adversarial_f1", "CF POPE adv F1", True),
-    "chair_i": ("world", "cf_chair_i", "CF CHAIR_i", False),
-    "partner_hall": ("world", "cf_partner_hallucination", "CF partner hall.", False),
-}
-"""Short name -> (eval run, metric, column title, higher is better)."""
 PROBE = {"probe_cf": ("colour probe, CF objects", True), "probe_id": ("colour probe, ID objects", True)}
 """With ``probe: true``: a linear colour probe on the model's image features (``unprior world probe``)."""
 DERIVED = {"gap_closed": ("frontier gap closed", True), "id_cost": ("ID cost", False)}

@@ -21,7 +21,7 @@ from unprior.config import config_hash, dump_yaml, from_dict, rename_keys, to_di
 from unprior.io import is_complete, read_json, read_jsonl, write_json
 from unprior.numerics import torch_threads
 from unprior.pairs.noise import NoiseConfig, inject_noise
-from unprior.pipeline.config import DemoConfig, control_config, train_config, train_key
+from unprior.pipeline.config import METRICS, DemoConfig, control_config, train_config, train_key
 from unprior.pipeline.steps import (
     Demo,
     demo_cache,
@@ -32,7 +32,7 @@ from unprior.pipeline.steps import (
     step_score,
     step_world,
 )
-from unprior.study.config import METRICS, STUDY_FORMAT_VERSION, ArmConfig, StudyConfig, objective_for_arm
+from unprior.study.config import STUDY_FORMAT_VERSION, ArmConfig, StudyConfig, objective_for_arm
 from unprior.study.summary import write_summary
 from unprior.train.config import TrainConfig
 from unprior.world.config import ProbeConfig

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from unprior.io import write_json
-from unprior.study.config import DERIVED, METRICS, PROBE, StudyConfig
+from unprior.pipeline.config import METRICS
+from unprior.study.config import DERIVED, PROBE, StudyConfig
 
 # -------------------------------------------------------------------------------------------------------- summary
 
