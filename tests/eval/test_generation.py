@@ -89,3 +89,28 @@ def test_vllm_backend_refuses_beam_search():
         make_generate_fn(EvalConfig(benchmark="pope", backend="vllm", model="m", num_beams=3))
     with pytest.raises(ConfigError, match="backend"):
         from_dict(EvalConfig, {"benchmark": "pope", "backend": "tgi"})
+
+
+def test_the_memory_budget_splits_a_batch_and_keeps_the_answers(tiny_base, tiny_world, monkeypatch):
+    """``max_batch_tokens`` reaches the hf backend: a budget of one row's cost gives one row per generate call, with
+    the same greedy answers as one call of ``batch_size`` rows."""
+    import unprior.models.generate as generate
+
+    calls, real = [], generate._batches
+
+    def recorded(*args, **kwargs):
+        calls.append(real(*args, **kwargs))
+        return calls[-1]
+
+    monkeypatch.setattr(generate, "_batches", recorded)
+    image = tiny_world / "images" / "test_cf" / "000000.png"
+    requests = [Request(str(i), image, q, 6) for i, q in enumerate(["What color is the apple?", "Describe it."] * 2)]
+    answers = {}
+    for budget in (0, 1):
+        cfg = from_dict(EvalConfig, {"benchmark": "world", "model": str(tiny_base), "out": "unused", "batch_size": 4,
+                                     "max_batch_tokens": budget, "options": {"world_dir": str(tiny_world)}})
+        answers[budget] = make_generate_fn(cfg)(requests)
+    assert [len(b) for b in calls[0]] == [4] and [len(b) for b in calls[1]] == [1, 1, 1, 1]
+    assert answers[0] == answers[1]
+    with pytest.raises(ConfigError, match="max_batch_tokens"):
+        from_dict(EvalConfig, {"benchmark": "pope", "out": "x", "max_batch_tokens": -1}).validate()

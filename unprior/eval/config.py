@@ -29,6 +29,10 @@ class EvalConfig:
     """Generation backend (the same as `unprior pairs`)."""
     batch_size: int = 8
     """Requests per generate call; also the most answers a kill can lose."""
+    max_batch_tokens: int = 32_768
+    """hf backend: memory budget of one generate call in positions, as `unprior pairs generator.max_batch_tokens`
+    (docs/pairs.md, "Real sizes"): a batch whose rows would put more through the language model and the vision tower
+    is split. 0: ``batch_size`` rows whatever their size."""
     max_new_tokens: int | None = None
     """Answer length limit; null uses the benchmark's reference value."""
     limit: int | None = None
@@ -54,6 +58,7 @@ class EvalConfig:
         if not self.out:
             fail("out", "set an output directory")
         check_range(self, "batch_size", 1)
+        check_range(self, "max_batch_tokens", 0)
         if self.max_new_tokens is not None:
             check_range(self, "max_new_tokens", 1)
         if self.limit is not None:

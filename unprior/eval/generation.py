@@ -113,7 +113,8 @@ class EvalGenerator:
                 from unprior.models.backends.hf import HFBackend
 
                 net, processor = load_eval_model(model, cfg.adapter)
-                self.backend = HFBackend(net, processor, batch_size=cfg.batch_size, name_or_path=model)
+                self.backend = HFBackend(net, processor, batch_size=cfg.batch_size,
+                                         max_batch_tokens=cfg.max_batch_tokens, name_or_path=model)
             else:
                 from unprior.models.backends.vllm import VLLMBackend
 
