@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoProcessor, ProcessorMixin
+from transformers import AutoModelForImageTextToText, AutoProcessor, ProcessorMixin
 from transformers.models.qwen2_5_vl.processing_qwen2_5_vl import Qwen2_5_VLProcessor
 from transformers.models.qwen2_vl.processing_qwen2_vl import Qwen2VLProcessor
 
@@ -147,8 +147,6 @@ def _load_processor(path: str | Path, trust_remote_code: bool):
 
 def load_model(path: str | Path, *, trust_remote_code: bool = False, dtype: torch.dtype | None = None):
     """Any image-text-to-text model + processor from a local dir (or hub id), Qwen-VL without torchvision too."""
-    from transformers import AutoModelForImageTextToText
-
     processor = load_processor(path, trust_remote_code=trust_remote_code)
     try:
         model = AutoModelForImageTextToText.from_pretrained(path, trust_remote_code=trust_remote_code, dtype=dtype)

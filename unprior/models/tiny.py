@@ -19,6 +19,10 @@ from typing import Any
 import torch
 from transformers import (
     CLIPVisionConfig,
+    Idefics3Config,
+    Idefics3ForConditionalGeneration,
+    Idefics3ImageProcessorPil,
+    Idefics3Processor,
     LlamaConfig,
     LlavaConfig,
     LlavaForConditionalGeneration,
@@ -27,13 +31,15 @@ from transformers import (
     PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
     ProcessorMixin,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2VLConfig,
+    Qwen2VLForConditionalGeneration,
+    Qwen2VLImageProcessorPil,
 )
 
 from unprior.models.families import Qwen2_5_VLProcessorNoVideo, Qwen2VLProcessorNoVideo
 from unprior.models.tokenizer import train_tokenizer
-
-# The other families' model classes are imported inside their builders: building one family should not import every
-# architecture.
 
 # CLIP's normalisation constants (the LLaVA image processor's defaults).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -184,16 +190,12 @@ def qwen_ids(tokenizer: PreTrainedTokenizerBase) -> dict[str, int]:
 
 
 def _qwen_processor(cls: type[ProcessorMixin], tokenizer: PreTrainedTokenizerBase):
-    from transformers import Qwen2VLImageProcessorPil
-
     # A 56 px image -> 16 patches of 14 px -> 4 image tokens after the 2x2 merge.
     image_processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=56 * 56)
     return cls(image_processor=image_processor, tokenizer=tokenizer, chat_template=tokenizer.chat_template)
 
 
 def _build_qwen2_vl(tokenizer: PreTrainedTokenizerBase, seed: int = 0):
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
-
     vision = {
         "depth": 2,
         "embed_dim": 32,
@@ -211,8 +213,6 @@ def _build_qwen2_vl(tokenizer: PreTrainedTokenizerBase, seed: int = 0):
 
 
 def _build_qwen2_5_vl(tokenizer: PreTrainedTokenizerBase, seed: int = 0):
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
     vision = {
         "depth": 2,
         "hidden_size": 32,
@@ -233,13 +233,6 @@ def _build_qwen2_5_vl(tokenizer: PreTrainedTokenizerBase, seed: int = 0):
 
 
 def _build_idefics3(tokenizer: PreTrainedTokenizerBase, seed: int = 0):
-    from transformers import (
-        Idefics3Config,
-        Idefics3ForConditionalGeneration,
-        Idefics3ImageProcessorPil,
-        Idefics3Processor,
-    )
-
     image_size, patch_size, scale = 32, 8, 2
     image_seq_len = (image_size // patch_size) ** 2 // scale**2
     vision = {

@@ -13,8 +13,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
 
 from unprior.models.backends import BackendConfig, Decoding, model_revision
+from unprior.models.families import load_processor
 from unprior.models.generate import Prompt, generate
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -34,10 +36,6 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 def load_generator(path: str, *, dtype: torch.dtype, trust_remote_code: bool = False) -> tuple[Any, Any]:
     """(model, processor) for an image-text-to-text checkpoint, else (causal LM, tokenizer)."""
-    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
-
-    from unprior.models.families import load_processor
-
     try:
         model = AutoModelForImageTextToText.from_pretrained(path, trust_remote_code=trust_remote_code, dtype=dtype)
     except ValueError:  # not an image-text-to-text architecture

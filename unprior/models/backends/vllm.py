@@ -20,8 +20,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from transformers import AutoTokenizer
+
 from unprior.io import read_json
 from unprior.models.backends import BackendConfig, Decoding, model_revision
+from unprior.models.families import load_processor
 from unprior.models.generate import Prompt, chat_text
 
 
@@ -153,10 +156,6 @@ class VLLMBackend:
 
 def _template_processor(model: str, trust_remote_code: bool) -> Any:
     """The processor (VLMs) or tokenizer (text LLMs) whose chat template renders the prompts."""
-    from transformers import AutoTokenizer
-
-    from unprior.models.families import load_processor
-
     try:
         return load_processor(model, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, TypeError, AttributeError):
