@@ -249,7 +249,7 @@ def _run(name: str, cmd: Command, config: str | None, overrides: list[str]) -> o
     cfg = _load_config(name, cmd, config, overrides)
     if plan is None:
         return _load(cmd.run)(cfg)  # type: ignore[operator]
-    from unprior.plan import PlanConfig, run_plan
+    from unprior.plan import PlanConfig, run_plan  # torch and transformers: only with --plan
 
     return run_plan(name, cfg, load_config(PlanConfig, None, plan))
 

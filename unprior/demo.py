@@ -29,6 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from unprior.config import dump_yaml
 from unprior.io import write_json
 from unprior.pipeline.config import (
@@ -70,8 +72,7 @@ STEPS: list[tuple[str, Callable[[Demo], None]]] = [
 
 def run_demo(cfg: DemoConfig, console: Any = None) -> int:
     """Run :data:`STEPS` in order; progress and the table go to ``console`` (default: a rich Console on stdout)."""
-    import torch
-    from rich.console import Console
+    from rich.console import Console  # not at `unprior demo --help`
 
     console = console or Console()
     if cfg.threads:

@@ -74,7 +74,7 @@ def numerics_signature(threads: int | None = None) -> dict[str, Any]:
 
     Goes into the base model's cache key and into results files. ``threads`` defaults to torch's current count.
     """
-    import torch
+    import torch  # every `unprior ... --help` loads this module
 
     return {
         "machine": platform.machine(),
@@ -89,7 +89,7 @@ def numerics_signature(threads: int | None = None) -> dict[str, Any]:
 @contextlib.contextmanager
 def torch_threads(n: int) -> Iterator[None]:
     """Run the block with ``n`` torch (OpenMP/MKL) threads, then restore the previous count; ``n = 0`` keeps it."""
-    import torch
+    import torch  # every `unprior ... --help` loads this module
 
     before = torch.get_num_threads()
     if n:

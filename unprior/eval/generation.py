@@ -60,7 +60,7 @@ def load_eval_model(model: str, adapter: str = "") -> tuple[Any, Any]:
         model: Base model or full checkpoint (local directory or cached hub name).
         adapter: Optional PEFT adapter directory trained on ``model``.
     """
-    import torch
+    import torch  # here and below: an eval whose answers are all cached loads no torch
 
     from unprior.models.families import load_model
 

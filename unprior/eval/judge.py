@@ -92,7 +92,7 @@ class Judge:
     @property
     def client(self) -> Any:
         if self._client is None:
-            from unprior.models.backends.openai import openai_client
+            from unprior.models.backends.openai import openai_client  # torch: not when benchmarks are listed
 
             self._client = openai_client(self.cfg.base_url, self.cfg.api_key_env, self.cfg.timeout_s)
         return self._client
@@ -116,7 +116,7 @@ class Judge:
         return answer
 
     def _call(self, prompt: str) -> tuple[str, str]:
-        from unprior.models.backends.openai import call_with_retries  # one retry policy for every client
+        from unprior.models.backends.openai import call_with_retries  # one retry policy; torch, as above
 
         def request() -> tuple[str, str]:
             resp = self.client.chat.completions.create(

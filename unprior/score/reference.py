@@ -74,6 +74,7 @@ from unprior.io import (
 )
 from unprior.models.families import load_model, load_processor
 from unprior.models.generate import vision_merge
+from unprior.pairs.merge import resolve_pairs
 from unprior.score.config import CorruptionConfig, ScoreConfig
 from unprior.score.corrupt import make_corrupter
 from unprior.score.noise_report import write_noise_report
@@ -501,8 +502,6 @@ def ensure_reference(cfg: ScoreConfig, log: Log = print, *, model=None, processo
     Returns:
         The entry directory (holding ``reference.parquet`` and ``manifest.json``).
     """
-    from unprior.pairs.merge import resolve_pairs
-
     cfg = dataclasses.replace(cfg, pairs=resolve_pairs(cfg.pairs, log))  # a pairs run directory: its merged file
     require_pairs_rows(cfg.pairs)  # a missing, damaged or empty pairs file is refused before any model loads
     if cfg.threads:

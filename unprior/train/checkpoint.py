@@ -20,6 +20,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from peft import PeftModel
+
 from unprior.io import MANIFEST, is_complete, read_json, staged_dir, write_json
 
 CHECKPOINTS = "checkpoints"
@@ -91,8 +93,6 @@ def save_final_model(accelerator, scorer, processor, out: str | Path, *, merge_l
     With LoRA, the directory holds the PEFT adapter (``adapter_config.json``; load with ``PeftModel``), or with
     ``merge_lora`` the merged plain model. ``extra_files`` are written as JSON beside it; ``manifest.json`` last.
     """
-    from peft import PeftModel
-
     target = Path(out) / "model"
     model = accelerator.unwrap_model(scorer).model
     state = accelerator.get_state_dict(scorer)

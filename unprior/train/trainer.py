@@ -30,6 +30,7 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedType, set_seed
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch.distributed.fsdp import FSDPModule
 
 from unprior.config import config_hash, describe_changes, dump_yaml, rename_keys, to_dict
 from unprior.formats.pairs import read_pairs
@@ -266,8 +267,6 @@ def _fsdp2_unsharded_backward(accelerator: Accelerator, scorer: torch.nn.Module,
     """
     if not accelerator.is_fsdp2 or accelerator.unwrap_model(scorer).method != "prefix":
         return
-    from torch.distributed.fsdp import FSDPModule
-
     layers = [m for m in scorer.modules() if isinstance(m, FSDPModule) and m is not scorer]
     for layer in layers:
         layer.set_reshard_after_backward(False)

@@ -310,7 +310,7 @@ def build_world(cfg: WorldConfig) -> Path:
 
 
 def run_build(cfg: WorldConfig) -> int:
-    from rich.console import Console
+    from rich.console import Console  # not at `unprior demo --help`
 
     out = build_world(cfg)
     console = Console()

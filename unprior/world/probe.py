@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from unprior.io import read_json, read_jsonl, write_json
 from unprior.world.build import require_world
@@ -51,9 +52,7 @@ def object_features(model_dir: str, world: Path, images: list[str], objects: lis
                     batch_size: int = 256, features: str = "projector") -> torch.Tensor:
     """One feature vector per object: the projector output (or, with ``features="tower"``, the tower's last-layer
     patch features) averaged over the patches of the object's cell."""
-    from PIL import Image
-
-    from unprior.models.families import load_model
+    from unprior.models.families import load_model  # transformers: not at `unprior study --help`
 
     model, processor = load_model(model_dir)
     model.eval()
@@ -112,7 +111,7 @@ def probe_model(cfg: ProbeConfig, model_dir: str) -> dict[str, float]:
 
 
 def run_probe(cfg: ProbeConfig) -> int:
-    from unprior.models.families import require_model_dir
+    from unprior.models.families import require_model_dir  # transformers: not at `unprior study --help`
 
     cfg.validate()
     require_world(cfg.world_dir)  # the world and every model folder before the first model loads

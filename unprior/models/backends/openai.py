@@ -62,7 +62,7 @@ def openai_client(base_url: str, api_key_env: str, timeout_s: float) -> Any:
 
 def classify_error(error: Exception, secret: str | None = None) -> tuple[bool, str]:
     """(transient?, a short description) for an exception from the openai client, with ``secret`` redacted."""
-    import openai
+    import openai  # an optional package (the openai extra)
 
     if isinstance(error, openai.APIStatusError):
         detail = str(getattr(error, "message", "")) or type(error).__name__
