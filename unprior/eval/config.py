@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from unprior.config import Renamed, check_range, fail
-from unprior.eval.registry import DataError, make_benchmark
 
 
 @dataclass
@@ -54,6 +53,8 @@ class EvalConfig:
     """Show the generation progress bar (the summary is printed either way), as `unprior pairs progress=`."""
 
     def validate(self) -> None:
+        from unprior.eval.registry import DataError, make_benchmark  # not at `unprior eval run --help`
+
         if not self.out:
             fail("out", "set an output directory")
         check_range(self, "batch_size", 1)

@@ -1,5 +1,5 @@
 """The demo's report: the results table (printed and markdown), the figures, ``results.json`` and ``report.md``.
-rich and matplotlib are imported where they are used: ``unprior demo --help`` loads this module."""
+The eval, browser, rich and matplotlib imports are where they are used: ``unprior demo --help`` loads this module."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from unprior.config import to_dict
-from unprior.eval.compare import bar_chart, compare_table
 from unprior.io import read_json, read_jsonl, write_json
-from unprior.pairs.browse import BrowseConfig, write_browser
 from unprior.pipeline.config import COLUMNS, DESCRIPTIONS, LABELS
 from unprior.pipeline.steps import Demo
 
 
 def results_table(d: Demo) -> tuple[list[str], list[Any], list[list[float | None]]]:
     """(method keys, compare columns, values) of the table, from the eval runs' results (``eval compare``'s table)."""
+    from unprior.eval.compare import compare_table
+
     runs = []
     for e in d.evals.values():
         runs.append({**e["world"], "_path": e["dirs"]["world"]})
@@ -190,6 +190,9 @@ def write_markdown(d: Demo, methods: list[str], cols, values, figures: dict[str,
 
 
 def step_report(d: Demo) -> None:
+    from unprior.eval.compare import bar_chart
+    from unprior.pairs.browse import BrowseConfig, write_browser
+
     methods, cols, values = results_table(d)
     print_table(d, methods, cols, values)
     figures = {}

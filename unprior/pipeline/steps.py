@@ -2,8 +2,8 @@
 
 Each step is a small function of the run's state (:class:`Demo`) that calls one stage's public API with a config
 and leaves its output in the cache (keyed by everything that decides it). ``unprior demo`` runs them in order
-(:mod:`unprior.demo`); ``unprior study`` runs them per seed and per arm (:mod:`unprior.study`). The stages that
-import transformers, accelerate or rich are imported inside the steps: ``unprior demo --help`` loads this module.
+(:mod:`unprior.demo`); ``unprior study`` runs them per seed and per arm (:mod:`unprior.study`). Each step imports
+its stage itself: ``unprior demo --help`` loads this module.
 """
 
 from __future__ import annotations
@@ -19,10 +19,8 @@ from typing import Any
 import numpy as np
 
 from unprior.config import config_hash, dump_yaml, to_dict
-from unprior.eval.config import EvalConfig, FrontierConfig
 from unprior.io import cache_root, is_complete, read_json, read_jsonl, write_jsonl
 from unprior.numerics import torch_threads
-from unprior.pairs.config import BackendConfig, LoadConfig, MergeConfig, PairsConfig
 from unprior.pipeline.config import (
     DEMO_FORMAT_VERSION,
     LABELS,
@@ -36,7 +34,6 @@ from unprior.pipeline.config import (
     train_key,
 )
 from unprior.score.config import ScoreConfig
-from unprior.world.build import build_world, world_dir_for
 from unprior.world.config import BaseConfig
 from unprior.world.spec import canonical
 
@@ -83,6 +80,8 @@ def demo_cache(*parts: str) -> Path:
 
 
 def step_world(d: Demo) -> None:
+    from unprior.world.build import build_world, world_dir_for
+
     world = d.cfg.base.world
     target = Path(d.cfg.world_dir) if d.cfg.world_dir else world_dir_for(world)
     d.cached["world"] = is_complete(target)
@@ -95,6 +94,7 @@ def step_world(d: Demo) -> None:
 
 def _base_cached(cfg: BaseConfig) -> bool:
     from unprior.world.base import base_dir_for
+    from unprior.world.build import world_dir_for
 
     world = Path(cfg.world_dir) if cfg.world_dir else world_dir_for(cfg.world)
     return is_complete(world) and is_complete(base_dir_for(cfg, world))
@@ -182,6 +182,8 @@ def select_pool(world: Path, pool: PoolConfig) -> list[dict[str, Any]]:
 
 def pairs_config(d: Demo, pool_file: Path, out: Path):
     """``unprior pairs`` config: all four strategies, the base model as the generator."""
+    from unprior.pairs.config import BackendConfig, LoadConfig, PairsConfig
+
     p = d.cfg.pairs
     cfg = PairsConfig(source=str(pool_file), load=LoadConfig(format="unprior", image_root=str(d.world)), out=str(out),
                       strategies=list(STRATEGIES), generator=BackendConfig(model=str(d.models["base"]),
@@ -198,6 +200,7 @@ def pairs_config(d: Demo, pool_file: Path, out: Path):
 
 
 def step_pairs(d: Demo) -> None:
+    from unprior.pairs.config import MergeConfig
     from unprior.pairs.merge import merge_pairs
     from unprior.pairs.run import run_pairs
     from unprior.score.reference import model_fingerprint
@@ -272,6 +275,7 @@ def evaluate_model(world: Path, model: Path, label: str, *, limit: int | None, b
 
     Returns ``({"world": results, "frontier": results, "dirs": {...}}, whether everything came from the cache)``.
     """
+    from unprior.eval.config import EvalConfig, FrontierConfig
     from unprior.eval.frontier import run_frontier
     from unprior.eval.generation import make_generate_fn
     from unprior.eval.runner import run_eval

@@ -1,6 +1,6 @@
 """Running a study: prepare each seed (base, pairs, scores, noised pairs), then every arm x seed unit in
-parallel worker processes, each result written as soon as it is done (a killed study resumes). The stages that
-import transformers, accelerate or rich are imported inside the functions: ``unprior study --help`` loads this module.
+parallel worker processes, each result written as soon as it is done (a killed study resumes). The stages are
+imported inside the functions that run them: ``unprior study --help`` loads this module.
 """
 
 from __future__ import annotations
@@ -20,23 +20,11 @@ import torch
 from unprior.config import config_hash, dump_yaml, from_dict, rename_keys, to_dict
 from unprior.io import is_complete, read_json, read_jsonl, write_json
 from unprior.numerics import torch_threads
-from unprior.pairs.noise import NoiseConfig, inject_noise
 from unprior.pipeline.config import METRICS, DemoConfig, control_config, train_config, train_key
-from unprior.pipeline.steps import (
-    Demo,
-    demo_cache,
-    evaluate_model,
-    score_config,
-    step_base,
-    step_pairs,
-    step_score,
-    step_world,
-)
 from unprior.study.config import STUDY_FORMAT_VERSION, ArmConfig, StudyConfig, objective_for_arm
 from unprior.study.summary import write_summary
 from unprior.train.config import TrainConfig
 from unprior.world.config import ProbeConfig
-from unprior.world.probe import probe_model
 
 
 def _demo_for(cfg: StudyConfig, seed: int, share: float | None) -> DemoConfig:
@@ -62,6 +50,8 @@ def prepare_seed(cfg: StudyConfig, seed: int) -> dict[str, Any]:
     """World, base model, pairs and reference scores (clean and noised) of one seed; cached like the demo's."""
     from rich.console import Console
 
+    from unprior.pairs.noise import NoiseConfig, inject_noise
+    from unprior.pipeline.steps import Demo, demo_cache, score_config, step_base, step_pairs, step_score, step_world
     from unprior.score.reference import ensure_reference
 
     out: dict[str, Any] = {"seed": seed, "pairs": {}}
@@ -138,6 +128,8 @@ def train_config_for(cfg: StudyConfig, arm: ArmConfig, seed: int, model: str, pa
 
 def _train_dir(train: dict[str, Any], arm: str) -> Path:
     """The trained model's cache folder; any arm with the same train config reuses it."""
+    from unprior.pipeline.steps import demo_cache
+
     key = train_key(train, version=STUDY_FORMAT_VERSION)
     found = sorted(demo_cache("train").glob(f"*-study-{key}"))
     return found[0] if found else demo_cache("train", f"{arm}-study-{key}")
@@ -152,6 +144,9 @@ def _late_mean(rows: list[dict[str, Any]], key: str) -> float | None:
 
 def run_unit(unit: Unit, log_dir: str) -> dict[str, Any]:
     """Train (unless cached) and evaluate one unit; its output goes to ``<log_dir>/<name>.log``."""
+    from unprior.pipeline.steps import evaluate_model
+    from unprior.world.probe import probe_model
+
     if unit.threads:
         torch.set_num_threads(unit.threads)
     Path(log_dir).mkdir(parents=True, exist_ok=True)
@@ -235,6 +230,8 @@ def _safe_unit(unit: Unit, log_dir: str) -> dict[str, Any]:
 
 def run_study(cfg: StudyConfig) -> int:
     """Prepare the seeds, run the missing units (``workers`` at a time), write the summary."""
+    from unprior.pipeline.steps import demo_cache
+
     out = Path(cfg.out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     dump_yaml(cfg, out / "config.yaml")
