@@ -163,9 +163,6 @@ def blank_image(image: Image.Image, colour: str | tuple[int, int, int] = "white"
     return Image.new("RGB", image.size, colour)
 
 
-# ------------------------------------------------------------------------------------------------- prompt views
-
-
 @dataclass(frozen=True)
 class PromptView:
     """What the generator is shown: whether the image goes in, and the user text.
@@ -206,9 +203,6 @@ PROMPT_VIEWS: dict[str, Callable[[str], PromptView]] = {
     "no_image": drop_image,
     "no_question": drop_question,
 }
-
-
-# ------------------------------------------------------------------------------------------------ image table
 
 
 @dataclass(frozen=True)

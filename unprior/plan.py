@@ -480,9 +480,6 @@ def _row_shape(encoder, row, index: int, image_id: int, kinds: tuple[str, ...] |
                     response=max(len(r) for r in responses))
 
 
-# --- The report ---
-
-
 def plan_lines(title: str, terms: list[tuple[str, int, str]], peak: int, fits: int | None,
                device_memory: int | None) -> list[str]:
     """The printed plan: one line per term, the peak, and the largest batch that fits ``device_memory``."""

@@ -164,8 +164,6 @@ class PairRow:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-# ---------------------------------------------------------------------------------------------------------- storage
-
 PARQUET_SCHEMA = pa.schema(
     [
         ("id", pa.string()),

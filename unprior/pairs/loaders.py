@@ -108,9 +108,6 @@ class LoadReport:
         }
 
 
-# -------------------------------------------------------------------------------------------------- field helpers
-
-
 def _text(value: Any, name: str) -> str:
     if not isinstance(value, str):
         raise RowProblem("non_text_field", f"{name} is {type(value).__name__}, not text")
@@ -150,9 +147,6 @@ class _Ctx:
 
 Candidate = dict[str, Any]
 """Unvalidated sample fields: id, image (raw value), prompt, answer, rejected, meta."""
-
-
-# ---------------------------------------------------------------------------------------------------- row mappers
 
 
 def _from_unprior(row: dict[str, Any], ctx: _Ctx) -> Iterator[Candidate]:
@@ -325,9 +319,6 @@ MAPPERS: dict[str, Mapper] = {
     "rlaifv": _from_rlaifv,
     "trl": _from_trl,
 }
-
-
-# ------------------------------------------------------------------------------------------------------ validation
 
 
 def _image_ref(value: Any, root: Path) -> ImageRef:

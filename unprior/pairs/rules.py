@@ -141,9 +141,6 @@ class DatasetStats:
         }
 
 
-# --------------------------------------------------------------------------------------------------- mentions
-
-
 @dataclass(frozen=True)
 class Mention:
     """An object name in an answer, with the words in front of it."""
@@ -193,9 +190,6 @@ def _colour_after(text: str, mention: Mention, colours: Sequence[str]) -> re.Mat
     """``<object> is|are [coloured] <colour>`` right after a mention."""
     cols = "|".join(re.escape(c) for c in colours)
     return re.compile(rf"\s+(?:is|are)\s+(?:colou?red\s+)?(?P<col>{cols})\b", re.IGNORECASE).match(text, mention.end)
-
-
-# ------------------------------------------------------------------------------------------------------ stats
 
 
 def image_key(sample: Sample) -> str:
@@ -262,9 +256,6 @@ def _scan(text: str, stats: DatasetStats) -> list[tuple[str, str]]:
             colour = after.group("col").lower()
         out.append((m.obj, colour))
     return out
-
-
-# ------------------------------------------------------------------------------------------------------ edits
 
 
 @dataclass(frozen=True)

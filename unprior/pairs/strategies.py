@@ -98,9 +98,6 @@ def _generated(
     return [[Negative(t, kind, {"strategy": strategy, **e, **base})] for t, e in zip(texts, extra, strict=True)]
 
 
-# --------------------------------------------------------------------------------------------- image weakening
-
-
 def weakening_space(cfg: ImageWeakeningConfig, backend: Backend) -> str:
     """tensor or image: where the perturbation is applied for this backend."""
     if cfg.space == "tensor" and not backend.pixel_noise:
@@ -139,9 +136,6 @@ def image_weakening(
         )
     texts = backend.generate(prompts, decoding, seed=ctx.sampling_seed, on_batch=ctx.on_batch)
     return _generated("image_weakening", "image_weakening", texts, backend, decoding, extra)
-
-
-# ---------------------------------------------------------------------------------------------- NaPO biases
 
 
 def _bias(
@@ -191,8 +185,6 @@ def vision_bias(samples, images, cfg: BiasConfig, ctx: StrategyContext) -> Negat
     """NaPO ``y_vb = MLLM(v; [MASK])``: the image with an empty instruction (NaPO Eq. 8, docs/papers.md N7)."""
     return _bias("vision_bias", drop_question, samples, images, cfg, ctx)
 
-
-# ---------------------------------------------------------------------------------------------- error injection
 
 DESCRIPTION_TEMPLATE = """\
 Here is a description of a picture. Write a description of a slightly different picture by changing a few of \
@@ -272,9 +264,6 @@ def error_injection(samples, images, cfg: ErrorInjectionConfig, ctx: StrategyCon
     texts = [clean_injection(t) for t in texts]
     extra = [{"template": n, "sampling_seed": ctx.sampling_seed} for n in names]
     return _generated("error_injection", "error_injection", texts, backend, decoding, extra)
-
-
-# ---------------------------------------------------------------------------------------------- rules, original
 
 
 def rules(samples, images, cfg: RulesConfig, ctx: StrategyContext) -> Negatives:

@@ -50,9 +50,6 @@ COLUMNS = [(f"{'world_frontier' if run == 'frontier' else run}/{metric}", title)
 them) and a short title."""
 
 
-# ------------------------------------------------------------------------------------------------------ config
-
-
 @dataclass
 class PoolConfig:
     """The images the pairs are built from: a subset of the world's train split (the base model's own pool)."""

@@ -102,9 +102,6 @@ REFERENCE_SCHEMA = pa.schema(
 Log = Callable[[str], object]
 
 
-# ---------------------------------------------------------------------------------------------------------- the key
-
-
 def _image_root(cfg: ScoreConfig) -> str | None:
     if cfg.image_root:
         return str(Path(cfg.image_root).resolve())
@@ -163,9 +160,6 @@ def corrupted_dir(entry: str | Path, corruption: CorruptionConfig) -> Path:
     """The sub-entry of ``entry`` holding the chosen answers scored with ``corruption``'s images."""
     entry = Path(entry)
     return entry / "corrupted" / reference_key(corrupted_key_inputs(entry.name, corruption))
-
-
-# ---------------------------------------------------------------------------------------------------------- scoring
 
 
 def load_frozen(cfg: ScoreConfig):
@@ -380,8 +374,6 @@ def score_corrupted(cfg: ScoreConfig, model, processor, log: Log = print, *, wor
                             lambda chunk: _corrupted_batch(encoder, scorer, corrupt, chunk), log)
 
 
-# ---------------------------------------------------------------------------------------------------------- numerics
-
 NONFINITE_REFUSE = 0.5
 """Share of scored rows with a non-finite log-prob above which the model, not the rows, is taken to be broken."""
 NONFINITE = "nonfinite_logp"
@@ -484,9 +476,6 @@ def corruption_preview(cfg: ScoreConfig, processor, n: int = 4) -> Image.Image |
         sheet.paste(original.resize((side, side)), (i * side, 0))
         sheet.paste(corrupted.resize((side, side)), (i * side, side))
     return sheet
-
-
-# ---------------------------------------------------------------------------------------------------------- cache
 
 
 def ensure_reference(cfg: ScoreConfig, log: Log = print, *, model=None, processor=None) -> Path:

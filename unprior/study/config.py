@@ -104,9 +104,6 @@ class StudyConfig:
                 fail("compare", f"each entry is [arm, arm] of known arms; got {pair}")
 
 
-# --------------------------------------------------------------------------------------------------- objectives
-
-
 def objective_for_arm(arm: ArmConfig, beta: float, sft_weight: float) -> ObjectiveConfig:
     """The arm's objective: ``sft`` or a loss preset (:func:`~unprior.pipeline.config.objective_for`, as the demo's
     methods), with ``set`` applied and ``drop`` kinds removed."""

@@ -11,8 +11,6 @@ from unprior.io import write_json
 from unprior.pipeline.config import METRICS
 from unprior.study.config import DERIVED, PROBE, StudyConfig
 
-# -------------------------------------------------------------------------------------------------------- summary
-
 
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""

@@ -340,9 +340,6 @@ def evaluate(run: Run, data: PreferenceData) -> dict[str, float]:
     return out
 
 
-# ------------------------------------------------------------------------------------------------- setup helpers
-
-
 def _prepare_out(cfg: TrainConfig, accelerator: Accelerator) -> Path:
     """Create ``out``; refuse a non-empty one unless resuming or overwriting (the config is written once the resume
     check has passed)."""
@@ -445,9 +442,6 @@ def _resume(cfg: TrainConfig, accelerator: Accelerator, out: Path, log) -> tuple
     _truncate_metrics(out, state["step"], accelerator)
     log(f"resume: {found[-1].name}, continuing at step {state['step']}")
     return int(state["step"]), int(state.get("nonfinite_skipped", 0))
-
-
-# ------------------------------------------------------------------------------------------------- logging
 
 
 def _truncate_metrics(out: Path, step: int, accelerator: Accelerator) -> None:

@@ -49,9 +49,6 @@ SPLITS = ("train", "test_id", "test_cf")
 DESCRIBE_PROMPT = "Describe the image."
 
 
-# ---------------------------------------------------------------- scenes
-
-
 def _colour(category: str, prior: float, rng: np.random.Generator, counterfactual: bool) -> str:
     canon = canonical(category)
     if not counterfactual and rng.random() < prior:
@@ -84,9 +81,6 @@ def sample_scene(cfg: WorldConfig, rng: np.random.Generator, counterfactual: boo
         for n, c in zip(names, cells, strict=True)
     ]
     return sorted(objs, key=lambda o: CATEGORY_NAMES.index(o.category))
-
-
-# ---------------------------------------------------------------- text
 
 
 def describe(objects: list[Placed], phrasing: int = 0) -> str:
@@ -123,9 +117,6 @@ def pope_negatives(present: set[str], setting: str, k: int, rng: np.random.Gener
     else:
         raise ValueError(f"unknown POPE setting {setting!r}")
     return [str(c) for c in order[:k]]
-
-
-# ---------------------------------------------------------------- rows
 
 
 def _obj_meta(objects: list[Placed]) -> list[dict[str, Any]]:

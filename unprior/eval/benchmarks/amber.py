@@ -172,7 +172,6 @@ def generative_metrics(scores: Sequence[dict[str, Any]]) -> dict[str, float]:
     }
 
 
-# ---------------------------------------------------------------------------------------------------------------
 # Noun extraction backends.
 
 
@@ -223,9 +222,6 @@ def spacy_similarity(model_path: str, threshold: float) -> Callable[[str, str], 
     nlp = spacy.load(model_path)
     doc = cache(nlp)
     return lambda a, b: doc(a).similarity(doc(b)) > threshold
-
-
-# ---------------------------------------------------------------------------------------------------------------
 
 
 @dataclass

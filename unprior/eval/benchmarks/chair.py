@@ -124,7 +124,6 @@ def chair_metrics(scores: Sequence[dict[str, Any]]) -> dict[str, float]:
     }
 
 
-# ---------------------------------------------------------------------------------------------------------------
 # Ground truth: from COCO 2014 annotations, or from a compact per-image file built once from them.
 
 _COCO_FILES = ("instances_train2014.json", "instances_val2014.json", "captions_train2014.json",
@@ -231,9 +230,6 @@ def load_ground_truth(path: str | Path, vocab: Vocabulary, lemmatizer: Lemmatize
             raise DataError(f"{path}: images[{key!r}]: expected an image id and a list of COCO classes")
         out[int(key)] = list(classes)
     return out
-
-
-# ---------------------------------------------------------------------------------------------------------------
 
 
 @dataclass

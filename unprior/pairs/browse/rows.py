@@ -95,9 +95,6 @@ def iter_rows(path: str | Path, image_root: str | Path | None = None) -> Iterato
         yield BrowseRow(index, row, problem)
 
 
-# ------------------------------------------------------------------------------------------------------- scores
-
-
 @dataclass(frozen=True)
 class RowScores:
     """The reference's numbers for one row (all None when the row was not scored)."""
