@@ -18,7 +18,7 @@ import json
 import time
 from pathlib import Path
 
-from bench.real_sizes import photos
+from real_sizes import photos  # bench/ is sys.path[0] when this script runs, as for the other bench scripts
 
 STRATEGIES = ("image_weakening", "language_bias", "vision_bias")
 
@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     import torch
+    from real_models import build_smolvlm_256m
 
-    from bench.real_models import build_smolvlm_256m
     from unprior.formats.pairs import Sample
     from unprior.models.backends import Decoding
     from unprior.models.backends.hf import HFBackend
