@@ -29,8 +29,8 @@ NUMERICS = {
     "tests/losses/test_distributed_mean.py": "two gloo ranks' global means vs one process",
     "tests/train/test_train.py": "kill and resume give the uninterrupted run; bf16 reference",
     "tests/train/test_mdpo.py": "mDPO terms: shared prefix vs naive forward",
-    "tests/score/test_prefix.py": "shared-prefix forward vs the naive forward, with gradients",
-    "tests/score/test_logps.py": "the tiled LM head vs log_softmax, with gradients",
+    "tests/forward/test_prefix.py": "shared-prefix forward vs the naive forward, with gradients",
+    "tests/forward/test_logps.py": "the tiled LM head vs log_softmax, with gradients",
     "tests/bench/test_geometry.py": "the plain head vs the tiled head and TRL's fused kernel",
     "tests/losses/test_trl_parity.py": "our DPO vs TRL's DPOTrainer, loss and gradients",
     "tests/models/test_generate.py": "batched generation vs one prompt at a time",
@@ -118,6 +118,14 @@ def family_model(tmp_path_factory):
         return built[family]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def small_pairs(tmp_path_factory) -> Path:
+    """12 rows, each with an error_injection, a language_bias and a vision_bias negative (images embedded)."""
+    from score.helpers import make_rows, pairs_file
+
+    return pairs_file(tmp_path_factory.mktemp("pairs") / "pairs.parquet", make_rows(12))
 
 
 @pytest.fixture

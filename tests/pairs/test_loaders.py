@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from unprior.config import ConfigError, from_dict
+from unprior.formats.pairs import Negative, PairRow, read_pairs, write_pairs
 from unprior.pairs.config import LoadConfig
 from unprior.pairs.images import RowProblem, check_image
 from unprior.pairs.loaders import (
@@ -350,3 +351,11 @@ def test_check_image_reasons(tmp_path: Path) -> None:
         with pytest.raises(RowProblem) as e:
             check_image(ref, max_pixels=40_000_000)
         assert e.value.reason == reason
+
+
+def test_loaded_samples_write_with_the_report_root(world: Path, tmp_path: Path) -> None:
+    """The contract generation relies on: sample images are inside ``report.root``."""
+    samples, report = load_samples(world)
+    rows = [PairRow(s.id, s.image, s.prompt, s.answer, [Negative("No idea.", "vision_bias")]) for s in samples]
+    write_pairs(rows, tmp_path / "p.parquet", image_root=report.root)
+    assert [r.image for r in read_pairs(tmp_path / "p.parquet")] == [s.image for s in samples]

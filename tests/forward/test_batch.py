@@ -6,12 +6,11 @@ import io
 
 import torch
 from PIL import Image
+from score.helpers import png
 
 from unprior.formats.pairs import Negative, PairRow
 from unprior.forward.batch import Dropped, RowEncoder
 from unprior.models.families import load_model
-
-from .helpers import png
 
 
 def row(**kw) -> PairRow:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from pairs.helpers import png_bytes
 
 from unprior.formats.pairs import (
     ImageProblem,
@@ -20,9 +21,6 @@ from unprior.formats.pairs import (
     read_pairs,
     write_pairs,
 )
-from unprior.pairs.loaders import load_samples
-
-from .helpers import png_bytes
 
 
 def make_rows(root: Path) -> list[PairRow]:
@@ -111,11 +109,3 @@ def test_empty_dataset_and_kinds(tmp_path: Path) -> None:
         Negative("x", "made_up")
     with pytest.raises(ValueError, match="no image"):
         Sample("s", None, "Q", "A").open_image()
-
-
-def test_loaded_samples_write_with_the_report_root(world: Path, tmp_path: Path) -> None:
-    """The contract generation relies on: sample images are inside ``report.root``."""
-    samples, report = load_samples(world)
-    rows = [PairRow(s.id, s.image, s.prompt, s.answer, [Negative("No idea.", "vision_bias")]) for s in samples]
-    write_pairs(rows, tmp_path / "p.parquet", image_root=report.root)
-    assert [r.image for r in read_pairs(tmp_path / "p.parquet")] == [s.image for s in samples]
