@@ -99,6 +99,26 @@ def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
             yield row
 
 
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (files only), imported on first use: it is slow to import."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: str | Path, **savefig: Any) -> Path:
+    """Lay ``fig`` out, save it to ``path`` (its folder created) with ``savefig``'s options, and close it."""
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, **savefig)
+    pyplot().close(fig)
+    return out
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from unprior.eval.config import CompareConfig
-from unprior.io import InputError, read_json
+from unprior.io import InputError, pyplot, read_json, save_figure
 
 
 @dataclass(frozen=True)
@@ -121,11 +121,7 @@ def format_table(labels: list[str], cols: list[Column], values: list[list[float 
 
 def bar_chart(labels: list[str], cols: list[Column], values: list[list[float | None]], out_png: str | Path) -> Path:
     """One small bar panel per column, one bar per model; the best bar is outlined."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     n = len(cols)
     ncols = min(4, n)
     nrows = math.ceil(n / ncols)
@@ -147,12 +143,7 @@ def bar_chart(labels: list[str], cols: list[Column], values: list[list[float | N
     for j in range(n, nrows * ncols):
         axes[j // ncols][j % ncols].axis("off")
     fig.suptitle("outlined bar: best in its panel", fontsize=8, x=0.99, ha="right")
-    fig.tight_layout()
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=150)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out_png, dpi=150)
 
 
 def run_compare(runs: list[str | Path], out_png: str | Path | None = None, metrics: list[str] | None = None) -> str:

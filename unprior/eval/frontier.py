@@ -36,7 +36,7 @@ from unprior.eval.benchmarks.world import resolve_world_dir
 from unprior.eval.config import FrontierConfig
 from unprior.eval.generation import base_model, load_eval_model, load_image, model_info
 from unprior.eval.runner import model_label
-from unprior.io import read_json, read_jsonl, write_json, write_jsonl
+from unprior.io import pyplot, read_json, read_jsonl, save_figure, write_json, write_jsonl
 from unprior.models.generate import chat_text
 from unprior.world.build import attribute_qa
 from unprior.world.spec import COLOUR_NAMES, canonical
@@ -236,11 +236,7 @@ def grounding_frontier(model: Any, processor: Any, world_dir: str | Path, *, bat
 
 def plot_frontier(result: dict[str, Any], out_png: str | Path, label: str = "") -> Path:
     """Two panels: ID and CF accuracy against the bias; CF against ID (the frontier) with the thresholds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     b = [p["bias"] for p in result["curve"]]
     i = [p["id_accuracy"] for p in result["curve"]]
     c = [p["cf_accuracy"] for p in result["curve"]]
@@ -263,12 +259,7 @@ def plot_frontier(result: dict[str, Any], out_png: str | Path, label: str = "") 
     right.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="ID accuracy", ylabel="CF accuracy")  # same axes for every model
     right.legend(fontsize=7)
     fig.suptitle(f"grounding frontier{': ' + label if label else ''}", fontsize=10)
-    fig.tight_layout()
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=150)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out_png, dpi=150)
 
 
 def frontier_results(cfg: FrontierConfig, result: dict[str, Any], world: Path) -> dict[str, Any]:

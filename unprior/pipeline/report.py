@@ -1,5 +1,5 @@
 """The demo's report: the results table (printed and markdown), the figures, ``results.json`` and ``report.md``.
-The eval, browser, rich and matplotlib imports are where they are used: ``unprior demo --help`` loads this module."""
+The eval, browser and rich imports are where they are used: ``unprior demo --help`` loads this module."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from unprior.config import to_dict
-from unprior.io import read_json, read_jsonl, write_json
+from unprior.io import pyplot, read_json, read_jsonl, save_figure, write_json
 from unprior.pipeline.config import COLUMNS, DESCRIPTIONS, LABELS
 from unprior.pipeline.steps import Demo
 
@@ -78,15 +78,10 @@ def markdown_table(methods: list[str], cols, values) -> str:
 
 def plot_q_gamma(metrics_file: Path, out_png: Path) -> Path | None:
     """q per NaPO kind and γ per kind against the step, from the trainer's ``metrics.jsonl``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = [r for r in read_jsonl(metrics_file) if "loss" in r]
     if not rows:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig, axes = pyplot().subplots(1, 2, figsize=(9, 3.4))
     for ax, prefix, title in ((axes[0], "q/", "dynamic q (Eq. 12)"), (axes[1], "gamma/", "γ per kind (Eq. 13)")):
         for key in sorted({k for r in rows for k in r if k.startswith(prefix)}):
             ax.plot([r["step"] for r in rows if key in r], [r[key] for r in rows if key in r],
@@ -94,11 +89,7 @@ def plot_q_gamma(metrics_file: Path, out_png: Path) -> Path | None:
         ax.set(xlabel="step", title=title, ylim=(0, 1.05))
         ax.legend(fontsize=8)
     fig.suptitle("NaPO training: q and γ per negative kind", fontsize=10)
-    fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=130)
-    plt.close(fig)
-    return out_png
+    return save_figure(fig, out_png, dpi=130)
 
 
 def _noise_lines(d: Demo) -> list[str]:

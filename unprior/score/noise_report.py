@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from unprior.guards import json_safe
-from unprior.io import write_json
+from unprior.io import pyplot, save_figure, write_json
 from unprior.losses import noise_q
 
 ALPHA = {"mean": 0.5, "sum": 0.01}
@@ -96,17 +96,12 @@ def write_noise_report(table: pa.Table, out: str | Path) -> dict[str, Any]:
     Returns:
         The report.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out = Path(out)
     margins = reference_margins(table)
     report = noise_report(margins)
     write_json(out / "noise_report.json", json_safe(report))
     for margin, label in (("sum", "summed log-prob margin m_Σ"), ("mean", "per-token log-prob margin m_μ")):
-        fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
+        fig, ax = pyplot().subplots(figsize=(6.4, 3.6), dpi=110)
         for kind, values in margins.items():
             finite = values[margin][np.isfinite(values[margin])]
             if not finite.size:  # nothing to draw (a histogram of NaNs raises)
@@ -119,7 +114,5 @@ def write_noise_report(table: pa.Table, out: str | Path) -> dict[str, Any]:
         ax.set_title("Noise report: reference margins per negative kind (NaPO Fig. 4)", fontsize=9)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / f"noise_{margin}.png")
-        plt.close(fig)
+        save_figure(fig, out / f"noise_{margin}.png")
     return report

@@ -7,7 +7,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from unprior.io import write_json
+from unprior.io import pyplot, save_figure, write_json
 from unprior.pipeline.config import METRICS
 from unprior.study.config import DERIVED, PROBE, StudyConfig
 
@@ -138,12 +138,7 @@ def _noise_pivot(cfg: StudyConfig, by: dict[str, dict[int, dict[str, float]]]) -
 
 def plot_noise(pivot: dict[str, dict[float, Any]], png: Path) -> Path | None:
     """CF accuracy and frontier against the noise rate, one line per objective, mean ± std error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = pyplot().subplots(1, 2, figsize=(10, 3.8))
     for ax, key, title in ((axes[0], "cf", "CF attribute accuracy"), (axes[1], "frontier", "CF@ID≥0.90")):
         for k, (group, cells) in enumerate(pivot.items()):
             rates = sorted(r for r in cells if cells[r][key])
@@ -153,10 +148,7 @@ def plot_noise(pivot: dict[str, dict[float, Any]], png: Path) -> Path | None:
                         marker="o", capsize=3, label=group)
         ax.set(xlabel="noisy negatives (% of the biased kinds)", title=title)
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
-    return png
+    return save_figure(fig, png, dpi=120)
 
 
 def _late_table(cfg: StudyConfig, results: list[dict[str, Any]]) -> list[str]:
