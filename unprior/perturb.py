@@ -82,14 +82,8 @@ def _rgb(image: Image.Image) -> Image.Image:
     return image.copy() if image.mode == "RGB" else image.convert("RGB")
 
 
-def diffusion_noise_image(
-    image: Image.Image,
-    t: int,
-    *,
-    seed: Seed,
-    mean: float | Sequence[float] = 0.5,
-    std: float | Sequence[float] = 0.5,
-) -> Image.Image:
+def diffusion_noise_image(image: Image.Image, t: int, *, seed: Seed, mean: float | Sequence[float] = 0.5,
+                          std: float | Sequence[float] = 0.5) -> Image.Image:
     """Forward-diffuse a PIL image to step ``t``, for backends that take images rather than pixel tensors.
 
     The pixels are scaled to [0, 1], normalised with ``(x - mean) / std``, noised, mapped back and clipped to uint8.
@@ -122,14 +116,8 @@ def gaussian_blur(image: Image.Image, sigma: float) -> Image.Image:
     return rgb if sigma == 0 else rgb.filter(ImageFilter.GaussianBlur(radius=sigma))
 
 
-def patch_mask(
-    image: Image.Image,
-    ratio: float,
-    patch: int = 16,
-    *,
-    seed: Seed,
-    fill: tuple[int, int, int] = (0, 0, 0),
-) -> Image.Image:
+def patch_mask(image: Image.Image, ratio: float, patch: int = 16, *, seed: Seed, fill: tuple[int, int, int] = (0, 0, 0)
+               ) -> Image.Image:
     """Fill a random ``ratio`` of the image's ``patch`` x ``patch`` grid cells with ``fill`` (cf. OPA-DPO's mask).
 
     The grid covers the image from the top-left corner; edge cells may be smaller. ``round(ratio * cells)`` cells

@@ -320,15 +320,10 @@ def largest_batch(device_memory: int, fixed: int, per_row: int) -> int:
 
 def train_plan(model: ModelShape, row: RowShape, run: RunShape) -> TrainPlan:
     """Every term of one training step on one device."""
-    return TrainPlan(
-        weights=weight_bytes(model, run),
-        gradients=gradient_bytes(model, run),
-        optimizer=optimizer_bytes(model, run),
-        per_row=activation_bytes(model, row, run),
-        head=head_transient_bytes(model.text, row, run.batch),
-        vision=vision_transient_bytes(model, row, run),
-        batch=run.batch,
-    )
+    return TrainPlan(weights=weight_bytes(model, run), gradients=gradient_bytes(model, run),
+                     optimizer=optimizer_bytes(model, run), per_row=activation_bytes(model, row, run),
+                     head=head_transient_bytes(model.text, row, run.batch),
+                     vision=vision_transient_bytes(model, row, run), batch=run.batch)
 
 
 def score_row_bytes(model: ModelShape, row: RowShape, run: RunShape) -> int:

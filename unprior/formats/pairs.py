@@ -171,10 +171,8 @@ PARQUET_SCHEMA = pa.schema(
         ("image_bytes", pa.binary()),
         ("prompt", pa.string()),
         ("chosen", pa.string()),
-        (
-            "negatives",
-            pa.list_(pa.struct([("text", pa.string()), ("kind", pa.string()), ("provenance", pa.string())])),
-        ),
+        ("negatives", pa.list_(pa.struct([("text", pa.string()), ("kind", pa.string()), ("provenance", pa.string())]))
+         ),
         ("meta", pa.string()),
     ]
 )
@@ -301,14 +299,8 @@ def _batched(rows: Iterable[PairRow], n: int) -> Iterator[list[PairRow]]:
         yield batch
 
 
-def write_pairs(
-    rows: Iterable[PairRow],
-    path: str | Path,
-    *,
-    image_root: str | Path | None = None,
-    embed_images: bool = False,
-    batch_size: int = 512,
-) -> int:
+def write_pairs(rows: Iterable[PairRow], path: str | Path, *, image_root: str | Path | None = None,
+                embed_images: bool = False, batch_size: int = 512) -> int:
     """Write a pairs dataset atomically; the suffix picks the format (``.parquet`` or ``.jsonl``).
 
     Args:

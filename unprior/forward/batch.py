@@ -190,15 +190,10 @@ class RowEncoder:
             start += len(ts)
             responses.append([r[:budget] for r in ids])
             truncated.append([len(r) > budget for r in ids])
-        return EncodedRows(
-            indices=[index for index, _, _ in kept],
-            prompt=prompt,
-            prompt_lens=lens,
-            responses=responses,
-            truncated=truncated,
-            texts=[self.template(row.prompt) for _, row, _ in kept],
-            images=[image for _, _, image in kept],
-        )
+        return EncodedRows(indices=[index for index, _, _ in kept], prompt=prompt, prompt_lens=lens,
+                           responses=responses, truncated=truncated,
+                           texts=[self.template(row.prompt) for _, row, _ in kept],
+                           images=[image for _, _, image in kept])
 
     def with_corrupted(self, rows: EncodedRows, corrupt, *, keep_originals: bool) -> EncodedRows:
         """The rows' prompts with corrupted images (mDPO's conditional term), each holding only the chosen answer.

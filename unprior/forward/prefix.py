@@ -130,14 +130,8 @@ class ResponseScorer(nn.Module):
         """Whether batches must repeat each prompt per response (collate with ``repeat_prompts=True``)."""
         return self.method == "naive"
 
-    def forward(
-        self,
-        prompt: dict[str, Tensor],
-        prompt_lens: Tensor,
-        response_ids: Tensor,
-        response_mask: Tensor,
-        row_of: Tensor,
-    ) -> tuple[Tensor, Tensor]:
+    def forward(self, prompt: dict[str, Tensor], prompt_lens: Tensor, response_ids: Tensor, response_mask: Tensor,
+                row_of: Tensor) -> tuple[Tensor, Tensor]:
         """Score a :class:`unprior.forward.batch.ResponseBatch` (pass ``**batch.inputs()``).
 
         Returns:

@@ -22,14 +22,8 @@ def _log_ratios(
     return log_ratio(policy_chosen, ref_chosen), log_ratio(policy_rejected, ref_rejected)
 
 
-def dpo_loss(
-    policy_chosen: SeqLogps,
-    policy_rejected: SeqLogps,
-    ref_chosen: SeqLogps,
-    ref_rejected: SeqLogps,
-    *,
-    beta: float,
-) -> LossOutput:
+def dpo_loss(policy_chosen: SeqLogps, policy_rejected: SeqLogps, ref_chosen: SeqLogps, ref_rejected: SeqLogps, *,
+             beta: float) -> LossOutput:
     """Sigmoid DPO (Rafailov et al. 2023, https://arxiv.org/abs/2305.18290; NaPO Eq. 3): ``−log σ(β·ψ)``.
 
     This is BPO's loss (TRL's default ``sigmoid`` loss on summed log-probs, arXiv 2403.08730; docs/papers.md, BPO
@@ -50,15 +44,8 @@ def dpo_loss(
     return dpo_output(losses, chosen, rejected, beta)
 
 
-def cdpo_loss(
-    policy_chosen: SeqLogps,
-    policy_rejected: SeqLogps,
-    ref_chosen: SeqLogps,
-    ref_rejected: SeqLogps,
-    *,
-    beta: float,
-    label_smoothing: float,
-) -> LossOutput:
+def cdpo_loss(policy_chosen: SeqLogps, policy_rejected: SeqLogps, ref_chosen: SeqLogps, ref_rejected: SeqLogps, *,
+              beta: float, label_smoothing: float) -> LossOutput:
     """Conservative DPO (Mitchell 2023, "A note on DPO with noisy preferences"): DPO with label smoothing ε.
 
     ``L = −(1 − ε)·log σ(β·ψ) − ε·log σ(−β·ψ)``: the binary cross-entropy against the soft label ``1 − ε``.
@@ -114,14 +101,8 @@ def robust_dpo_loss(
     return dpo_output(losses, chosen, rejected, beta)
 
 
-def ipo_loss(
-    policy_chosen: SeqLogps,
-    policy_rejected: SeqLogps,
-    ref_chosen: SeqLogps,
-    ref_rejected: SeqLogps,
-    *,
-    beta: float,
-) -> LossOutput:
+def ipo_loss(policy_chosen: SeqLogps, policy_rejected: SeqLogps, ref_chosen: SeqLogps, ref_rejected: SeqLogps, *,
+             beta: float) -> LossOutput:
     """IPO (Azar et al. 2023, https://arxiv.org/abs/2310.12036, Eq. 17): ``(ψ_avg − 1/(2β))²``, β playing τ.
 
     Deviation from the paper, shared with TRL: ``ψ_avg`` uses *length-averaged* log-ratios
@@ -144,14 +125,8 @@ def ipo_loss(
     return dpo_output(losses, chosen, rejected, beta)
 
 
-def hinge_loss(
-    policy_chosen: SeqLogps,
-    policy_rejected: SeqLogps,
-    ref_chosen: SeqLogps,
-    ref_rejected: SeqLogps,
-    *,
-    beta: float,
-) -> LossOutput:
+def hinge_loss(policy_chosen: SeqLogps, policy_rejected: SeqLogps, ref_chosen: SeqLogps, ref_rejected: SeqLogps, *,
+               beta: float) -> LossOutput:
     """Hinge loss on the DPO margin (SLiC, Zhao et al. 2023, https://arxiv.org/abs/2305.10425): ``max(0, 1 − β·ψ)``.
 
     As in the DPO paper's and TRL's ``hinge``, β plays the inverse of SLiC's margin δ, and the margin is taken
@@ -172,15 +147,8 @@ def hinge_loss(
     return dpo_output(losses, chosen, rejected, beta)
 
 
-def simpo_loss(
-    policy_chosen: SeqLogps,
-    policy_rejected: SeqLogps,
-    ref_chosen: SeqLogps | None = None,
-    ref_rejected: SeqLogps | None = None,
-    *,
-    beta: float,
-    target_margin: float,
-) -> LossOutput:
+def simpo_loss(policy_chosen: SeqLogps, policy_rejected: SeqLogps, ref_chosen: SeqLogps | None = None,
+               ref_rejected: SeqLogps | None = None, *, beta: float, target_margin: float) -> LossOutput:
     """SimPO (Meng et al. 2024, https://arxiv.org/abs/2405.14734), reference-free and length-normalised.
 
     ``L = −log σ(β·(log π_θ(y_w|x)/|y_w| − log π_θ(y_l|x)/|y_l|) − γ)``, with γ the *target reward margin*

@@ -16,14 +16,8 @@ from unprior.losses.base import LossOutput, SeqLogps, dpo_output, log_ratio
 from unprior.losses.dpo import dpo_loss
 
 
-def conditional_image_loss(
-    policy_chosen: SeqLogps,
-    policy_corrupted: SeqLogps,
-    ref_chosen: SeqLogps,
-    ref_corrupted: SeqLogps,
-    *,
-    beta: float,
-) -> LossOutput:
+def conditional_image_loss(policy_chosen: SeqLogps, policy_corrupted: SeqLogps, ref_chosen: SeqLogps,
+                           ref_corrupted: SeqLogps, *, beta: float) -> LossOutput:
     """mDPO's conditional preference: the chosen answer with the original image beats it with a corrupted image.
 
     ``L = −log σ(β·log π_θ(y_w|m,x)/π_ref(y_w|m,x) − β·log π_θ(y_w|m',x)/π_ref(y_w|m',x))``, where ``m'`` is the

@@ -60,15 +60,8 @@ def lq_loss(z: Tensor, q: float | Tensor) -> Tensor:
     return torch.where(positive, -torch.expm1(safe_q * log_p) / safe_q, -log_p)
 
 
-def napo_loss(
-    policy_chosen: SeqLogps,
-    policy_rejected: SeqLogps,
-    ref_chosen: SeqLogps,
-    ref_rejected: SeqLogps,
-    *,
-    beta: float,
-    q: float | Tensor,
-) -> LossOutput:
+def napo_loss(policy_chosen: SeqLogps, policy_rejected: SeqLogps, ref_chosen: SeqLogps, ref_rejected: SeqLogps, *,
+              beta: float, q: float | Tensor) -> LossOutput:
     """NaPO loss (Eq. 9): ``(1 − σ(β·ψ)^q)/q`` on the summed log-ratio margin, as in the official code.
 
     Its gradient is DPO's times ``σ(β·ψ)^q``, so pairs the policy currently gets wrong (where label noise sits)
@@ -91,13 +84,8 @@ def napo_loss(
     return dpo_output(losses, chosen, rejected, beta)
 
 
-def q_margin(
-    policy_chosen: SeqLogps,
-    policy_rejected: SeqLogps,
-    ref_chosen: SeqLogps,
-    ref_rejected: SeqLogps,
-    margin: MarginType,
-) -> Tensor:
+def q_margin(policy_chosen: SeqLogps, policy_rejected: SeqLogps, ref_chosen: SeqLogps, ref_rejected: SeqLogps,
+             margin: MarginType) -> Tensor:
     """Per-example margin that drives the dynamic q (Eq. 2 without β, as in the official code; N2).
 
     ``"sum"`` is ψ_Σ/β, on summed log-probs; ``"avg"`` is ψ_μ/β, on length-averaged log-probs. The paper uses

@@ -63,13 +63,8 @@ class ObjectiveOutput:
     metrics: dict[str, Tensor]
 
 
-def objective_loss(
-    chosen: Responses,
-    negatives: Mapping[str, Responses],
-    config: ObjectiveConfig,
-    *,
-    corrupted: Responses | None = None,
-) -> ObjectiveOutput:
+def objective_loss(chosen: Responses, negatives: Mapping[str, Responses], config: ObjectiveConfig, *,
+                   corrupted: Responses | None = None) -> ObjectiveOutput:
     """NaPO's objective (Eq. 14) for one batch, configured per negative kind.
 
     In data-parallel training every rank must call this with the same config, since the dynamic q and γ use one

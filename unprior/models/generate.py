@@ -210,22 +210,10 @@ def _groups(prompts: Sequence[Prompt]) -> list[list[int]]:
 
 
 @torch.no_grad()
-def generate(
-    model,
-    processor,
-    prompts: Sequence[Prompt],
-    *,
-    batch_size: int = 64,
-    max_batch_tokens: int = 0,
-    max_new_tokens: int = 32,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    top_k: int = 0,
-    num_beams: int = 1,
-    seed: int = 0,
-    on_batch: Callable[[int], None] | None = None,
-) -> list[str]:
+def generate(model, processor, prompts: Sequence[Prompt], *, batch_size: int = 64, max_batch_tokens: int = 0,
+             max_new_tokens: int = 32, do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
+             top_k: int = 0, num_beams: int = 1, seed: int = 0, on_batch: Callable[[int], None] | None = None
+             ) -> list[str]:
     """Answers for ``prompts`` in order. Greedy by default; prompts with and without images are batched apart.
 
     Args:

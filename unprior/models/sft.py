@@ -46,13 +46,8 @@ def normalise_pixels(images: np.ndarray, mean: Sequence[float], std: Sequence[fl
     return ((x - m) / s).contiguous()
 
 
-def encode_rows(
-    processor,
-    prompts: Sequence[str],
-    answers: Sequence[str],
-    image_index: Sequence[int],
-    images: np.ndarray | None,
-) -> Encoded:
+def encode_rows(processor, prompts: Sequence[str], answers: Sequence[str], image_index: Sequence[int],
+                images: np.ndarray | None) -> Encoded:
     """Tokenise (prompt, answer) rows with the processor's chat template, expanding the image token.
 
     Args:
@@ -116,18 +111,8 @@ def answer_nll(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), target.reshape(-1), ignore_index=IGNORE)
 
 
-def sft(
-    model: torch.nn.Module,
-    enc: Encoded,
-    *,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    warmup: int,
-    seed: int,
-    pad_id: int,
-    on_step: Callable[[int, float], None] | None = None,
-) -> list[float]:
+def sft(model: torch.nn.Module, enc: Encoded, *, steps: int, batch_size: int, lr: float, warmup: int, seed: int,
+        pad_id: int, on_step: Callable[[int, float], None] | None = None) -> list[float]:
     """Train ``model`` on random batches of ``enc`` for ``steps`` AdamW steps; return the loss per step."""
     if steps == 0:
         return []

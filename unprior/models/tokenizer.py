@@ -34,12 +34,8 @@ def chat_template(image_token: str) -> str:
     return CHAT_TEMPLATE.replace("IMAGE_TOKEN", image_token)
 
 
-def train_tokenizer(
-    corpus: Iterable[str],
-    vocab_size: int = 400,
-    image_tokens: tuple[str, ...] = ("<image>",),
-    image_part: str | None = None,
-) -> PreTrainedTokenizerFast:
+def train_tokenizer(corpus: Iterable[str], vocab_size: int = 400, image_tokens: tuple[str, ...] = ("<image>",),
+                    image_part: str | None = None) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE on ``corpus`` and wrap it as a left-padding ``PreTrainedTokenizerFast``.
 
     ``<|end|>`` is the EOS token, so generation stops at the end of a turn. The chat template renders an image part
@@ -50,21 +46,11 @@ def train_tokenizer(
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=special,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(list(corpus), trainer=trainer)
-    wrapped = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token=BOS,
-        eos_token=EOS,
-        pad_token=PAD,
-        additional_special_tokens=[*ROLE_TOKENS, *image_tokens],
-        padding_side="left",
-        clean_up_tokenization_spaces=False,
-    )
+    wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD,
+                                      additional_special_tokens=[*ROLE_TOKENS, *image_tokens], padding_side="left",
+                                      clean_up_tokenization_spaces=False)
     wrapped.chat_template = chat_template(image_tokens[0] if image_part is None else image_part)
     return wrapped

@@ -86,15 +86,8 @@ def trl_record(row: PairRow, negative: Negative, *, embed_images: bool = True) -
     }
 
 
-def export_trl(
-    rows: Iterable[PairRow],
-    out: str | Path,
-    *,
-    split: str = "train",
-    kinds: Sequence[str] | None = None,
-    embed_images: bool = True,
-    batch_size: int = 256,
-) -> int:
+def export_trl(rows: Iterable[PairRow], out: str | Path, *, split: str = "train", kinds: Sequence[str] | None = None,
+               embed_images: bool = True, batch_size: int = 256) -> int:
     """Write ``<out>/<split>.parquet`` in TRL's vision preference format.
 
     Args:
@@ -165,13 +158,8 @@ def llamafactory_dataset_info(name: str) -> dict[str, Any]:
     }
 
 
-def export_llamafactory(
-    rows: Iterable[PairRow],
-    out: str | Path,
-    *,
-    name: str = "unprior_pairs",
-    kinds: Sequence[str] | None = None,
-) -> int:
+def export_llamafactory(rows: Iterable[PairRow], out: str | Path, *, name: str = "unprior_pairs",
+                        kinds: Sequence[str] | None = None) -> int:
     """Write ``<out>/<name>.json`` and register it in ``<out>/dataset_info.json``.
 
     Train with ``dataset_dir: <out>``, ``dataset: <name>``, ``stage: dpo`` in a LLaMA-Factory YAML.

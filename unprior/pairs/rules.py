@@ -134,10 +134,8 @@ class DatasetStats:
             "images": self.images,
             "objects": len(self.object_freq),
             "top_objects": self.object_freq.most_common(5),
-            "top_pairs": sorted(
-                ((a, b, n) for a, row in self.cooc.items() for b, n in row.items() if a < b),
-                key=lambda t: (-t[2], t[0], t[1]),
-            )[:5],
+            "top_pairs": sorted(((a, b, n) for a, row in self.cooc.items() for b, n in row.items() if a < b),
+                                key=lambda t: (-t[2], t[0], t[1]))[:5],
         }
 
 
@@ -217,12 +215,9 @@ def dataset_stats(samples: Sequence[Sample]) -> DatasetStats:
     extra = sorted({c for objs in truth.values() for c, _ in objs})
     colours = tuple(dict.fromkeys([*COLOUR_WORDS, *sorted({col for o in truth.values() for _, col in o if col})]))
     synonyms = {} if truth else coco_synonyms()  # ground truth names its own objects; captions need the table
-    stats = DatasetStats(
-        source="meta.objects" if truth else "answer_scan",
-        vocabulary=tuple(sorted({*COCO_OBJECTS, *extra, *synonyms}, key=len, reverse=True)),
-        synonyms=synonyms,
-        colour_words=colours,
-    )
+    stats = DatasetStats(source="meta.objects" if truth else "answer_scan",
+                         vocabulary=tuple(sorted({*COCO_OBJECTS, *extra, *synonyms}, key=len, reverse=True)),
+                         synonyms=synonyms, colour_words=colours)
     per_image: dict[str, list[tuple[str, str]]] = dict(truth)
     if not truth:
         scanned: dict[str, dict[str, str]] = defaultdict(dict)

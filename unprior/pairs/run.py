@@ -225,19 +225,13 @@ def run_pairs(cfg: PairsConfig) -> int:
     generated_now = 0
     try:
         with progress_bar(cfg.progress) as progress:
-            task = progress.add_task(
-                f"pairs {shards.shard_name(cfg.shard_index, cfg.num_shards)}",
-                total=len(mine) * n_strat,
-                completed=sum(len(parts[int(k)]) for k in done) * n_strat,
-            )
+            task = progress.add_task(f"pairs {shards.shard_name(cfg.shard_index, cfg.num_shards)}",
+                                     total=len(mine) * n_strat,
+                                     completed=sum(len(parts[int(k)]) for k in done) * n_strat)
             for k in todo:
-                ctx = StrategyContext(
-                    generator=backends.get("generator") if _needs(cfg, "generator") else None,
-                    injector=backends.get("injector") if _needs(cfg, "injector") else None,
-                    stats=stats,
-                    seed=cfg.seed,
-                    on_batch=lambda n: progress.advance(task, n),
-                )
+                ctx = StrategyContext(generator=backends.get("generator") if _needs(cfg, "generator") else None,
+                                      injector=backends.get("injector") if _needs(cfg, "injector") else None,
+                                      stats=stats, seed=cfg.seed, on_batch=lambda n: progress.advance(task, n))
                 part_seed = _mix(cfg.seed, cfg.shard_index, cfg.num_shards, k)
                 rows, result = generate_part(parts[k], cfg, ctx, part_seed)
                 progress.update(task, completed=_completed(parts, done, k, n_strat))

@@ -55,10 +55,8 @@ def _jsonl_rows(path: Path) -> Iterator[Row]:
             except json.JSONDecodeError as e:
                 yield where, RowProblem("bad_row", f"not valid JSON ({e.msg})")
                 continue
-            yield (
-                where,
-                row if isinstance(row, dict) else RowProblem("bad_row", f"not an object: {type(row).__name__}"),
-            )
+            yield (where,
+                   row if isinstance(row, dict) else RowProblem("bad_row", f"not an object: {type(row).__name__}"))
 
 
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")

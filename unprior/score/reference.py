@@ -639,13 +639,9 @@ def load_reference(path: str | Path, corruption: CorruptionConfig | None = None)
         sums.setdefault(row, []).append(total)
         counts.setdefault(row, []).append(count)
         kinds.setdefault(row, []).append(kind)
-    return Reference(
-        sums={r: np.asarray(v, dtype=np.float64) for r, v in sums.items()},
-        counts={r: np.asarray(v, dtype=np.int64) for r, v in counts.items()},
-        kinds=kinds,
-        manifest=read_json(path / "manifest.json"),
-        corrupted=corrupted,
-    )
+    return Reference(sums={r: np.asarray(v, dtype=np.float64) for r, v in sums.items()},
+                     counts={r: np.asarray(v, dtype=np.int64) for r, v in counts.items()}, kinds=kinds,
+                     manifest=read_json(path / "manifest.json"), corrupted=corrupted)
 
 
 def run_score(cfg: ScoreConfig) -> int:

@@ -50,14 +50,11 @@ class TrainBatch:
     """``(B,)`` response index of each row's chosen answer under its corrupted image; None without a corruption."""
 
     def to(self, device: torch.device | str) -> TrainBatch:
-        return TrainBatch(
-            self.responses.to(device),
-            self.chosen_index.to(device),
-            {k: v.to(device) for k, v in self.kind_index.items()},
-            {k: v.to(device) for k, v in self.kind_mask.items()},
-            {k: SeqLogps(v.sum.to(device), v.count.to(device)) for k, v in self.reference.items()},
-            None if self.corrupted_index is None else self.corrupted_index.to(device),
-        )
+        return TrainBatch(self.responses.to(device), self.chosen_index.to(device),
+                          {k: v.to(device) for k, v in self.kind_index.items()},
+                          {k: v.to(device) for k, v in self.kind_mask.items()},
+                          {k: SeqLogps(v.sum.to(device), v.count.to(device)) for k, v in self.reference.items()},
+                          None if self.corrupted_index is None else self.corrupted_index.to(device))
 
     def split(self, sums: Tensor, counts: Tensor, *, check: bool = True) -> tuple[Responses, dict[str, Responses]]:
         """Policy ``(sum, count)`` of every response -> the objective's inputs (chosen, {kind: negatives}).
@@ -124,15 +121,8 @@ class PreferenceData:
             ``reference`` must then hold the corrupted-image scores (rows without one are skipped and counted).
     """
 
-    def __init__(
-        self,
-        rows: Sequence[PairRow],
-        reference: Reference,
-        encoder: RowEncoder,
-        kinds: Sequence[str],
-        repeat_prompts: bool,
-        corrupt: Corrupter | None = None,
-    ) -> None:
+    def __init__(self, rows: Sequence[PairRow], reference: Reference, encoder: RowEncoder, kinds: Sequence[str],
+                 repeat_prompts: bool, corrupt: Corrupter | None = None) -> None:
         self.pairs = rows
         self.reference = reference
         self.encoder = encoder
@@ -206,14 +196,10 @@ class PreferenceData:
             scores = [self.reference.corrupted[row] for row in rows]
             ref["corrupted"] = (torch.tensor([s for s, _ in scores], dtype=torch.float64),
                                 torch.tensor([float(c) for _, c in scores]))
-        batch = TrainBatch(
-            responses=responses,
-            chosen_index=torch.as_tensor(starts, dtype=torch.long),
-            kind_index=kind_index,
-            kind_mask=kind_mask,
-            reference={name: SeqLogps(s.float(), c) for name, (s, c) in ref.items()},
-            corrupted_index=corrupted_index,
-        )
+        batch = TrainBatch(responses=responses, chosen_index=torch.as_tensor(starts, dtype=torch.long),
+                           kind_index=kind_index, kind_mask=kind_mask,
+                           reference={name: SeqLogps(s.float(), c) for name, (s, c) in ref.items()},
+                           corrupted_index=corrupted_index)
         batch.check_counts()  # here, on the CPU and off the training thread, rather than after each forward
         return batch
 

@@ -138,17 +138,10 @@ def _train_base(cfg: BaseConfig, log) -> Path:
     tokenizer = train_tokenizer([*prompts[:20000], *answers[:20000], *vocabulary_corpus()], cfg.model.vocab_size)
     images = load_images(world, paths)
     m = cfg.model
-    model, processor = build_tiny_llava(
-        tokenizer,
-        image_size=images.shape[1],
-        patch_size=_cell(world),
-        vision_hidden=m.vision_hidden,
-        vision_layers=m.vision_layers,
-        text_hidden=m.text_hidden,
-        text_layers=m.text_layers,
-        text_heads=m.text_heads,
-        seed=cfg.seed,
-    )
+    model, processor = build_tiny_llava(tokenizer, image_size=images.shape[1], patch_size=_cell(world),
+                                        vision_hidden=m.vision_hidden, vision_layers=m.vision_layers,
+                                        text_hidden=m.text_hidden, text_layers=m.text_layers, text_heads=m.text_heads,
+                                        seed=cfg.seed)
     data = Phases(text_only=encode_rows(processor, prompts, answers, [-1] * len(rows), None),
                   multimodal=encode_rows(processor, prompts, answers, index, images),
                   captions=[i for i, r in enumerate(rows) if r["task"] == "describe"],

@@ -30,16 +30,14 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 }
 """Saturated RGB of each colour word; rendering keeps only a faint share of each colour's chroma."""
 
-CATEGORIES: tuple[Category, ...] = (
-    Category("apple", "disk", "red", "banana"),
-    Category("banana", "hbar", "yellow", "apple"),
-    Category("carrot", "triangle", "orange", "pig"),
-    Category("pig", "square", "pink", "carrot"),
-    Category("frog", "diamond", "green", "grape"),
-    Category("grape", "plus", "purple", "frog"),
-    Category("whale", "ring", "blue", "iceberg"),
-    Category("iceberg", "cross", "cyan", "whale"),
-)
+CATEGORIES: tuple[Category, ...] = (Category("apple", "disk", "red", "banana"),
+                                    Category("banana", "hbar", "yellow", "apple"),
+                                    Category("carrot", "triangle", "orange", "pig"),
+                                    Category("pig", "square", "pink", "carrot"),
+                                    Category("frog", "diamond", "green", "grape"),
+                                    Category("grape", "plus", "purple", "frog"),
+                                    Category("whale", "ring", "blue", "iceberg"),
+                                    Category("iceberg", "cross", "cyan", "whale"))
 
 BY_NAME: dict[str, Category] = {c.name: c for c in CATEGORIES}
 CATEGORY_NAMES: tuple[str, ...] = tuple(c.name for c in CATEGORIES)

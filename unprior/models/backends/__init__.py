@@ -145,14 +145,8 @@ class Backend(Protocol):
         """Provenance: ``backend``, ``generator`` (model id or path) and ``revision`` (commit or fingerprint)."""
         ...
 
-    def generate(
-        self,
-        prompts: Sequence[Prompt],
-        decoding: Decoding,
-        *,
-        seed: int = 0,
-        on_batch: Callable[[int], None] | None = None,
-    ) -> list[str]:
+    def generate(self, prompts: Sequence[Prompt], decoding: Decoding, *, seed: int = 0,
+                 on_batch: Callable[[int], None] | None = None) -> list[str]:
         """Answers for ``prompts``, in order; ``on_batch(n)`` after every ``n`` finished prompts."""
         ...
 

@@ -78,29 +78,12 @@ class HFBackend:
             self._revision = model_revision(self.name_or_path, self.model.config)
         return {"backend": self.name, "generator": self.name_or_path, "revision": self._revision}
 
-    def generate(
-        self,
-        prompts: Sequence[Prompt],
-        decoding: Decoding,
-        *,
-        seed: int = 0,
-        on_batch: Callable[[int], None] | None = None,
-    ) -> list[str]:
-        return generate(
-            self.model,
-            self.processor,
-            prompts,
-            batch_size=self.batch_size,
-            max_batch_tokens=self.max_batch_tokens,
-            max_new_tokens=decoding.budget,
-            do_sample=decoding.do_sample,
-            temperature=decoding.temperature,
-            top_p=decoding.top_p,
-            top_k=decoding.top_k,
-            num_beams=decoding.num_beams,
-            seed=seed,
-            on_batch=on_batch,
-        )
+    def generate(self, prompts: Sequence[Prompt], decoding: Decoding, *, seed: int = 0,
+                 on_batch: Callable[[int], None] | None = None) -> list[str]:
+        return generate(self.model, self.processor, prompts, batch_size=self.batch_size,
+                        max_batch_tokens=self.max_batch_tokens, max_new_tokens=decoding.budget,
+                        do_sample=decoding.do_sample, temperature=decoding.temperature, top_p=decoding.top_p,
+                        top_k=decoding.top_k, num_beams=decoding.num_beams, seed=seed, on_batch=on_batch)
 
     def close(self) -> None:
         self.model = None

@@ -144,19 +144,9 @@ class OpenAIBackend:
     name = "openai"
     pixel_noise = False
 
-    def __init__(
-        self,
-        base_url: str,
-        model: str,
-        *,
-        api_key_env: str = "OPENAI_API_KEY",
-        timeout_s: float = 120.0,
-        max_retries: int = 6,
-        backoff_s: float = 2.0,
-        concurrency: int = 8,
-        client: Any = None,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
+    def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY", timeout_s: float = 120.0,
+                 max_retries: int = 6, backoff_s: float = 2.0, concurrency: int = 8, client: Any = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.base_url, self.model = base_url, model
         self.api_key_env = api_key_env
         self.timeout_s, self.max_retries, self.backoff_s = timeout_s, max_retries, backoff_s
@@ -174,15 +164,8 @@ class OpenAIBackend:
 
     @classmethod
     def from_config(cls, cfg: BackendConfig) -> OpenAIBackend:
-        return cls(
-            cfg.base_url,
-            cfg.model,
-            api_key_env=cfg.api_key_env,
-            timeout_s=cfg.timeout_s,
-            max_retries=cfg.max_retries,
-            backoff_s=cfg.backoff_s,
-            concurrency=cfg.concurrency,
-        )
+        return cls(cfg.base_url, cfg.model, api_key_env=cfg.api_key_env, timeout_s=cfg.timeout_s,
+                   max_retries=cfg.max_retries, backoff_s=cfg.backoff_s, concurrency=cfg.concurrency)
 
     @property
     def client(self) -> Any:
@@ -228,14 +211,8 @@ class OpenAIBackend:
                 self._down = str(e)
             raise
 
-    def generate(
-        self,
-        prompts: Sequence[Prompt],
-        decoding: Decoding,
-        *,
-        seed: int = 0,
-        on_batch: Callable[[int], None] | None = None,
-    ) -> list[str]:
+    def generate(self, prompts: Sequence[Prompt], decoding: Decoding, *, seed: int = 0,
+                 on_batch: Callable[[int], None] | None = None) -> list[str]:
         if decoding.num_beams > 1 and not self._warned_beams:
             log.warning("the openai backend has no beam search; num_beams=%d is ignored", decoding.num_beams)
             self._warned_beams = True

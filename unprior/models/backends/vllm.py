@@ -57,18 +57,9 @@ class VLLMBackend:
     name = "vllm"
     pixel_noise = False
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        dtype: str = "auto",
-        trust_remote_code: bool = False,
-        batch_size: int = 256,
-        engine_args: dict[str, Any] | None = None,
-        adapter: str = "",
-        llm: Any = None,
-        processor: Any = None,
-    ) -> None:
+    def __init__(self, model: str, *, dtype: str = "auto", trust_remote_code: bool = False, batch_size: int = 256,
+                 engine_args: dict[str, Any] | None = None, adapter: str = "", llm: Any = None, processor: Any = None
+                 ) -> None:
         self.vllm = import_vllm()
         self.model_name = model
         self.batch_size = batch_size
@@ -89,13 +80,8 @@ class VLLMBackend:
 
     @classmethod
     def from_config(cls, cfg: BackendConfig) -> VLLMBackend:
-        return cls(
-            cfg.model,
-            dtype=cfg.dtype,
-            trust_remote_code=cfg.trust_remote_code,
-            batch_size=cfg.batch_size,
-            engine_args=cfg.engine_args,
-        )
+        return cls(cfg.model, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code, batch_size=cfg.batch_size,
+                   engine_args=cfg.engine_args)
 
     def info(self) -> dict[str, Any]:
         return {"backend": self.name, "generator": self.model_name, "revision": model_revision(self.model_name)}
@@ -121,28 +107,19 @@ class VLLMBackend:
             texts.append(tokenizer.decode(generated, skip_special_tokens=True))
         return texts
 
-    def generate(
-        self,
-        prompts: Sequence[Prompt],
-        decoding: Decoding,
-        *,
-        seed: int = 0,
-        on_batch: Callable[[int], None] | None = None,
-    ) -> list[str]:
+    def generate(self, prompts: Sequence[Prompt], decoding: Decoding, *, seed: int = 0,
+                 on_batch: Callable[[int], None] | None = None) -> list[str]:
         out: list[str] = []
         for start in range(0, len(prompts), self.batch_size):
             inputs = [self._inputs(p) for p in prompts[start : start + self.batch_size]]
             if decoding.num_beams > 1 and not decoding.do_sample:
                 texts = self._beam_texts(inputs, decoding)
             else:
-                params = self.vllm.SamplingParams(
-                    n=1,
-                    max_tokens=decoding.budget,
-                    temperature=decoding.temperature if decoding.do_sample else 0.0,
-                    top_p=decoding.top_p if decoding.do_sample else 1.0,
-                    top_k=(decoding.top_k or -1) if decoding.do_sample else -1,
-                    seed=seed,
-                )
+                params = self.vllm.SamplingParams(n=1, max_tokens=decoding.budget,
+                                                  temperature=decoding.temperature if decoding.do_sample else 0.0,
+                                                  top_p=decoding.top_p if decoding.do_sample else 1.0,
+                                                  top_k=(decoding.top_k or -1) if decoding.do_sample else -1, seed=seed
+                                                  )
                 results = self.llm.generate(inputs, params, use_tqdm=False, **self.lora)
                 texts = [r.outputs[0].text for r in results]
             out += [t.strip() for t in texts]
