@@ -46,7 +46,7 @@ PREFIX_SUPPORT: dict[str, Positions] = {
     "qwen2_5_vl": "mrope",
 }
 """``config.model_type`` -> position scheme of the shared-prefix continuation. Each entry is checked against the naive
-forward (losses and gradients) in tests/score/test_prefix.py, except ``smolvlm`` (the Idefics3 architecture under
+forward (losses and gradients) in tests/forward/test_prefix.py, except ``smolvlm`` (the Idefics3 architecture under
 another name). Families with bidirectional image attention (``token_type_ids``: Gemma 3, PaliGemma) or sliding-window
 caches are not listed and use the naive path."""
 
