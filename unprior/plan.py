@@ -251,10 +251,10 @@ def activation_bytes(model: ModelShape, row: RowShape, run: RunShape) -> int:
 
 
 def vision_transient_bytes(model: ModelShape, row: RowShape, run: RunShape) -> int:
-    """The frozen vision tower keeps nothing for backward; its largest moment is one layer's MLP over every
-    tower token of the row's tiles (input, hidden, output)."""
+    """The frozen vision tower keeps nothing for backward; its largest moment is the one generation has
+    (:func:`tower_floats`, measured) over every tower token of the row's tiles."""
     tokens = row.image * model.vision_tokens_per_image_token
-    return activation_dtype_bytes(model, run) * tokens * (2 * model.vision_hidden + 2 * model.vision_intermediate)
+    return activation_dtype_bytes(model, run) * tokens * tower_floats(model, model.vision_block or tokens)
 
 
 def reference_cache_bytes(rows: int, responses_per_row: int) -> int:
